@@ -1,0 +1,303 @@
+"""Read the configuration: packaged defaults, then the site TOML, into frozen dataclasses.
+
+The packaged ``defaults.toml`` is the schema: a key that is not there is
+unknown, and a value must have the type of the default.  Every error names
+the file and the key, so an admin sees at once what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+CONFIG_ENV = "MAILTICKETD_CONFIG"
+LANGUAGES = ("de", "en")
+TRANSPORTS = ("maildir", "smtp")
+RELAY_SECURITY = ("auto", "none", "starttls", "tls")
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    hostname: str
+    max_message_size: int
+    max_recipients: int
+    max_connections: int
+    max_line_length: int
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    addresses: tuple[str, ...]
+    tag_prefix: str
+    vm_pattern: re.Pattern[str]
+    default_language: str
+    register_cc: bool
+    from_name: str
+    token_secrets: tuple[str, ...]
+    templates: Path
+
+    @property
+    def support_address(self) -> str:
+        """The address every outgoing mail comes from: the first configured one."""
+        return self.addresses[0]
+
+
+@dataclass(frozen=True)
+class TicketsConfig:
+    first_number: int
+    reopen_window_days: float
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    primary_contact_copies: bool
+    max_auto_replies_per_hour: int
+
+
+@dataclass(frozen=True)
+class InboxConfig:
+    max_backlog: int
+    max_attempts: int
+    retry_delay: float
+    poll_interval: float
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    database: Path
+    busy_timeout: float
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    transport: str
+    maildir: Path
+    relay: str
+    relay_security: str  # auto | none | starttls | tls
+    relay_username: str
+    relay_password: str
+    relay_timeout: float
+    retry_delay: float
+    max_retry_delay: float
+    max_lifetime: float
+    poll_interval: float
+
+    @property
+    def relay_host(self) -> str:
+        return self.relay.rpartition(":")[0].strip("[]")
+
+    @property
+    def relay_port(self) -> int:
+        return int(self.relay.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str
+    port: int
+    base_url: str
+    verification_hours: int
+
+
+@dataclass(frozen=True)
+class OperatorsConfig:
+    addresses: tuple[str, ...]
+    authserv_id: str
+    trust_authentication_results: bool
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str
+    level: str
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    smtp: SmtpConfig
+    mail: MailConfig
+    tickets: TicketsConfig
+    notify: NotifyConfig
+    inbox: InboxConfig
+    storage: StorageConfig
+    outbound: OutboundConfig
+    http: HttpConfig
+    operators: OperatorsConfig
+    log: LogConfig
+
+
+def load_defaults() -> dict[str, dict[str, Any]]:
+    """Return the packaged defaults, which are also the schema."""
+    text = resources.files("mailticketd").joinpath("defaults.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def config_path(explicit: str | None) -> Path | None:
+    """The file to read: ``--config``, else ``$MAILTICKETD_CONFIG``, else none (embedded defaults)."""
+    chosen = explicit or os.environ.get(CONFIG_ENV) or None
+    return Path(chosen) if chosen else None
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
+    """Build the configuration from defaults, the site file at ``path`` and ``overrides``."""
+    values = load_defaults()
+    source = "embedded defaults"
+    if path is not None:
+        source = str(path)
+        _merge(values, _read_toml(path), source)
+    if overrides:
+        _merge(values, overrides, "overrides")
+    return _build(values, source)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(str(path), "(file)", f"cannot be read: {error.strerror or error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(path), "(file)", f"is not valid TOML: {error}") from error
+
+
+def _merge(values: dict[str, dict[str, Any]], site: Mapping[str, Any], source: str) -> None:
+    for section, table in site.items():
+        if section not in values:
+            raise ConfigError(source, f"[{section}]", "unknown section")
+        if not isinstance(table, Mapping):
+            raise ConfigError(source, f"[{section}]", "must be a table")
+        for key, value in table.items():
+            name = f"[{section}] {key}"
+            if key not in values[section]:
+                raise ConfigError(source, name, "unknown key")
+            values[section][key] = _checked(value, values[section][key], source, name)
+
+
+def _checked(value: Any, default: Any, source: str, name: str) -> Any:
+    """Return ``value`` if it has the type of ``default`` (an int is a fine float)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        wanted = "true or false"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        wanted = "a whole number"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        wanted = "a number"
+        value = float(value) if ok else value
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        wanted = "a list of strings"
+    else:
+        ok = isinstance(value, str)
+        wanted = "a string"
+    if not ok:
+        raise ConfigError(source, name, f"expected {wanted}, got {value!r}")
+    return value
+
+
+def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(source, key, problem)
+
+    smtp_host, smtp_port = _listen(v["smtp"]["listen"], fail("[smtp] listen", "expected host:port"))
+    http_host, http_port = _listen(v["http"]["listen"], fail("[http] listen", "expected host:port"))
+    for section, key in (("smtp", "max_message_size"), ("smtp", "max_recipients"),
+                         ("smtp", "max_connections"), ("smtp", "max_line_length"),
+                         ("inbox", "max_backlog"), ("inbox", "max_attempts"), ("http", "verification_hours")):
+        if v[section][key] < 1:
+            raise fail(f"[{section}] {key}", f"must be at least 1, got {v[section][key]!r}")
+    addresses = _addresses(v["mail"]["addresses"], fail)
+    if not addresses:
+        raise fail("[mail] addresses", "needs at least one local support address")
+    try:
+        vm_pattern = re.compile(v["mail"]["vm_pattern"], re.IGNORECASE)
+    except re.error as error:
+        raise fail("[mail] vm_pattern", f"is not a valid regular expression: {error}") from error
+    _choice(v["mail"]["default_language"], LANGUAGES, fail("[mail] default_language", f"must be one of {', '.join(LANGUAGES)}"))
+    _choice(v["outbound"]["transport"], TRANSPORTS, fail("[outbound] transport", f"must be one of {', '.join(TRANSPORTS)}"))
+    _choice(v["log"]["format"], LOG_FORMATS, fail("[log] format", f"must be one of {', '.join(LOG_FORMATS)}"))
+    _choice(v["log"]["level"], LOG_LEVELS, fail("[log] level", f"must be one of {', '.join(LOG_LEVELS)}"))
+    if any(len(secret) < 16 for secret in v["mail"]["token_secrets"]):
+        raise fail("[mail] token_secrets", "each secret needs at least 16 characters")
+    if v["operators"]["trust_authentication_results"] and not v["operators"]["authserv_id"]:
+        raise fail("[operators] authserv_id", "is needed when trust_authentication_results = true")
+    for section, key in (("tickets", "reopen_window_days"), ("notify", "max_auto_replies_per_hour")):
+        if v[section][key] < 0:
+            raise fail(f"[{section}] {key}", f"must not be negative, got {v[section][key]!r}")
+    if not v["mail"]["tag_prefix"].strip():
+        raise fail("[mail] tag_prefix", "must not be empty")
+    if v["outbound"]["transport"] == "smtp" and not v["outbound"]["relay"]:
+        raise fail("[outbound] relay", 'is needed when transport = "smtp"')
+    if v["outbound"]["relay"]:
+        _listen(v["outbound"]["relay"], fail("[outbound] relay", "expected host:port"))
+    _choice(v["outbound"]["relay_security"], RELAY_SECURITY,
+            fail("[outbound] relay_security", f"must be one of {', '.join(RELAY_SECURITY)}"))
+    return Config(
+        source=source,
+        smtp=SmtpConfig(
+            host=smtp_host, port=smtp_port, hostname=v["smtp"]["hostname"],
+            max_message_size=v["smtp"]["max_message_size"], max_recipients=v["smtp"]["max_recipients"],
+            max_connections=v["smtp"]["max_connections"], max_line_length=v["smtp"]["max_line_length"],
+        ),
+        mail=MailConfig(
+            addresses=addresses, tag_prefix=v["mail"]["tag_prefix"], vm_pattern=vm_pattern,
+            default_language=v["mail"]["default_language"], register_cc=v["mail"]["register_cc"],
+            from_name=v["mail"]["from_name"], token_secrets=tuple(v["mail"]["token_secrets"]),
+            templates=Path(v["mail"]["templates"]) if v["mail"]["templates"] else DEFAULT_TEMPLATES,
+        ),
+        tickets=TicketsConfig(**v["tickets"]),
+        notify=NotifyConfig(**v["notify"]),
+        inbox=InboxConfig(**v["inbox"]),
+        storage=StorageConfig(database=Path(v["storage"]["database"]), busy_timeout=v["storage"]["busy_timeout"]),
+        outbound=OutboundConfig(**(v["outbound"] | {"maildir": Path(v["outbound"]["maildir"])})),
+        http=HttpConfig(host=http_host, port=http_port, base_url=v["http"]["base_url"].rstrip("/"),
+                        verification_hours=v["http"]["verification_hours"]),
+        operators=OperatorsConfig(
+            addresses=_addresses(v["operators"]["addresses"], fail, "[operators] addresses"),
+            authserv_id=v["operators"]["authserv_id"],
+            trust_authentication_results=v["operators"]["trust_authentication_results"],
+        ),
+        log=LogConfig(format=v["log"]["format"], level=v["log"]["level"]),
+    )
+
+
+def _listen(value: str, error: ConfigError) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise error
+    return host.strip("[]"), int(port)
+
+
+def _addresses(values: list[str], fail: Any, key: str = "[mail] addresses") -> tuple[str, ...]:
+    for value in values:
+        if not _ADDRESS.match(value):
+            raise fail(key, f"{value!r} is not an e-mail address")
+    return tuple(dict.fromkeys(value.strip().lower() for value in values))
+
+
+def _choice(value: str, allowed: tuple[str, ...], error: ConfigError) -> None:
+    if value not in allowed:
+        raise ConfigError(error.source, error.key, f"{error.problem}, got {value!r}")

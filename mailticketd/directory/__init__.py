@@ -1,0 +1,1 @@
+"""Organisations, users, roles and VMs, and the policy questions asked of them."""

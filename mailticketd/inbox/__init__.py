@@ -1,0 +1,1 @@
+"""The durable inbox and the worker that runs the pipeline over it."""

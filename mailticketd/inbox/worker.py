@@ -1,0 +1,130 @@
+"""Take pending inbox rows in order and run the pipeline over each inside one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from mailticketd.clock import utc_now
+from mailticketd.config import Config
+from mailticketd.mail.parse import IncomingMail, parse_mail
+from mailticketd.mail.reply import visible_text
+from mailticketd.pipeline.context import Context, Envelope, Services
+from mailticketd.pipeline.order import Pipeline
+from mailticketd.pipeline.outcomes import Discard, Failure
+from mailticketd.storage import Database
+from mailticketd.storage.inbox import InboxRow
+
+log = structlog.get_logger("mailticketd.inbox")
+
+
+@dataclass(frozen=True)
+class PreparedMail:
+    """What the CPU-bound part makes of the raw bytes, outside any database lock."""
+
+    mail: IncomingMail
+    visible_text: str
+
+
+def prepare(raw: bytes) -> PreparedMail:
+    """Parse once and cut the quoted history; runs in a worker thread."""
+    mail = parse_mail(raw)
+    return PreparedMail(mail, visible_text(mail.text))
+
+
+class InboxWorker:
+    """Process the inbox one mail at a time; a failing mail is kept and retried, never lost."""
+
+    def __init__(self, db: Database, config: Config, pipeline: Pipeline, services: Services,
+                 clock: Callable[[], datetime] = utc_now, on_committed: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.config = config
+        self.pipeline = pipeline
+        self.services = services
+        self.on_committed = on_committed
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """New mail is in the inbox."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the current mail, then return from ``run``."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                worked = await self.process_next()
+            except Exception:
+                # The database itself failed; wait and try again rather than die.
+                log.exception("inbox.worker_error")
+                worked = False
+            if worked:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.config.inbox.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def drain(self) -> int:
+        """Process every due row now; returns how many were handled."""
+        count = 0
+        while await self.process_next():
+            count += 1
+        return count
+
+    async def process_next(self) -> bool:
+        """Process the oldest due row; False when there is none."""
+        async with self.db.read() as store:
+            item = await store.inbox.next_due(self.clock())
+        if item is None:
+            return False
+        row, raw = item
+        with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
+            try:
+                prepared = await asyncio.to_thread(prepare, raw)
+                await self._process(row, prepared)
+            except Exception as error:
+                await self._record_failure(row, error)
+        return True
+
+    async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
+        envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos)
+        async with self.db.transaction() as store:
+            ctx = Context(inbox_id=row.id, envelope=envelope, mail=prepared.mail, visible_text=prepared.visible_text,
+                          store=store, config=self.config, services=self.services, now=self.clock())
+            try:
+                await self.pipeline.run(ctx)
+            except Discard as outcome:
+                await store.inbox.mark_done(row.id, decision=outcome.reason, ticket_id=outcome.ticket_id)
+                log.info("mail.processed", decision=outcome.reason, author=ctx.author_address)
+                return
+            ticket = ctx.ticket
+            await store.inbox.mark_done(row.id, decision=ctx.decision, ticket_id=ticket.id if ticket else None)
+        if self.on_committed is not None:
+            self.on_committed()  # outgoing mail may be waiting
+        log.info(
+            "mail.processed", decision=ctx.decision, ticket=ticket.number if ticket else None,
+            via=ctx.candidate.via if ctx.candidate else None, author=ctx.author_address,
+            kind=ctx.kind, flags=ctx.flags, vms=ctx.vm_names,
+        )
+
+    async def _record_failure(self, row: InboxRow, error: Exception) -> None:
+        attempts = row.attempts + 1
+        reason = error.reason if isinstance(error, Failure) else f"{type(error).__name__}: {error}"
+        retry_at: datetime | None = None
+        if attempts < self.config.inbox.max_attempts:
+            retry_at = self.clock() + timedelta(seconds=self.config.inbox.retry_delay * 2 ** (attempts - 1))
+        async with self.db.transaction() as store:
+            await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
+        log.error("mail.failed", reason=reason, attempts=attempts, final=retry_at is None,
+                  exc_info=error)

@@ -1,0 +1,1 @@
+"""Reading incoming mail: MIME parsing, HTML to text, and the visible part of a reply."""

@@ -1,0 +1,67 @@
+"""Build outgoing mails: the headers every mail carries, encoded so German clients show them right."""
+
+from __future__ import annotations
+
+import email.policy
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+LOOP_HEADER = "X-Loop"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One composed mail, ready for the outbox."""
+
+    message_id: str  # without angle brackets
+    raw: bytes
+
+
+def new_message_id(domain: str) -> str:
+    return f"{uuid.uuid4().hex}@{domain}"
+
+
+def compose(
+    *,
+    sender_name: str,
+    sender: str,
+    to: str,
+    to_name: str = "",
+    subject: str,
+    body: str,
+    now: datetime,
+    message_id: str,
+    reply_to: str | None = None,
+    in_reply_to: str | None = None,
+    references: tuple[str, ...] = (),
+    auto_submitted: str = "auto-generated",
+    loop: str,
+    thread_topic: str | None = None,
+    thread_index: str | None = None,
+) -> Outgoing:
+    """A text/plain UTF-8 mail with stable Message-ID, threading headers and the loop guard's marks."""
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = Address(display_name=sender_name, addr_spec=sender)
+    message["To"] = Address(display_name=to_name, addr_spec=to) if to_name else to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = f"<{message_id}>"
+    if reply_to:
+        message["Reply-To"] = reply_to
+    if in_reply_to:
+        message["In-Reply-To"] = f"<{in_reply_to}>"
+    if references:
+        message["References"] = " ".join(f"<{ref}>" for ref in references)
+    message["Auto-Submitted"] = auto_submitted
+    message[LOOP_HEADER] = loop
+    message["X-Auto-Response-Suppress"] = "All"
+    if thread_topic:
+        message["Thread-Topic"] = thread_topic
+    if thread_index:
+        message["Thread-Index"] = thread_index
+    message.set_content(body, charset="utf-8", cte="quoted-printable")
+    return Outgoing(message_id=message_id, raw=message.as_bytes())

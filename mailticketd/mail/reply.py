@@ -1,0 +1,164 @@
+"""Find the new, unquoted part of a reply: what the sender wrote above the quoted history."""
+
+from __future__ import annotations
+
+import re
+
+from mailparser_reply import EmailReplyParser
+
+# German and English first; French and Dutch because neighbouring customers write them and
+# their header words ("Envoyé :", "Verzonden:") cannot be mistaken for German or English text.
+LANGUAGES = ("de", "en", "fr", "nl")
+MAX_LINE = 300
+MAX_TOTAL = 64 * 1024
+# The "Am … schrieb …:" and "On … wrote:" patterns backtrack roughly cubically on lines that
+# start like an attribution; a real one is short, and the rules below read the full line anyway.
+MAX_ATTRIBUTION_LINE = 100
+
+_PARSER = EmailReplyParser(languages=list(LANGUAGES))
+
+_ATTRIBUTION_START = re.compile(r"^[>\s]*(?:on|am|op|le|el|il)\b", re.IGNORECASE)
+_ATTRIBUTION_VERB = re.compile(
+    r"\b(?:wrote|writes|schrieb|schreef|a écrit|escribió|ha scritto)\b", re.IGNORECASE
+)
+_ORIGINAL_MESSAGE = re.compile(
+    r"^-{2,}\s*(?:ursprüngliche nachricht|original message|originalnachricht|original-nachricht"
+    r"|message d'origine|oorspronkelijk bericht)\s*-{2,}$",
+    re.IGNORECASE,
+)
+_FROM_HEADER = re.compile(r"^\*?(?:von|from|de|van)\s?:\*?\s*\S", re.IGNORECASE)
+_SENT_HEADER = re.compile(r"^\*?(?:gesendet|sent|datum|date|envoyé|verzonden)\s?:", re.IGNORECASE)
+_SEPARATOR = re.compile(r"^[_\-=*~]{10,}$")
+_SENT_FROM = re.compile(
+    r"^(?:sent from (?:my )?|sent with |gesendet von (?:meinem )?|von meinem |get outlook for "
+    r"|envoyé de mon |verzonden (?:vanaf|met) (?:mijn )?)[\w\s\-.()<>:/@]{1,60}$",
+    re.IGNORECASE,
+)
+
+
+def _parser_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """(original index, line) pairs cut to the sizes the reply parser handles quickly.
+
+    Whitespace is collapsed and blank runs kept to one line: the parser's patterns start
+    with a greedy \\s*, which is quadratic on long runs of blanks.
+    """
+    kept: list[tuple[int, str]] = []
+    total = 0
+    for index, line in enumerate(lines):
+        limit = MAX_ATTRIBUTION_LINE if _ATTRIBUTION_START.match(line[:MAX_LINE]) else MAX_LINE
+        line = " ".join(line[:limit].split())
+        if not line and kept and not kept[-1][1]:
+            continue
+        total += len(line) + 1
+        if total > MAX_TOTAL:
+            break
+        kept.append((index, line))
+    return kept
+
+
+def _library_cut(lines: list[str]) -> int:
+    """Index of the first line mail-parser-reply counts as quoted history."""
+    kept = _parser_lines(lines)
+    message = _PARSER.read("\n".join(line for _, line in kept))
+    if not message.replies:
+        return len(lines)
+    first = message.replies[0]
+    if first.headers:  # nothing above the first quote header: bottom-posted or empty
+        return 0
+    if len(message.replies) == 1:
+        return len(lines)
+    # The reply is a prefix of the lines it was given; the parser may drop separator lines.
+    wanted = first.content.split("\n")
+    position = matched = 0
+    while position < len(kept) and matched < len(wanted):
+        line = kept[position][1]
+        if line == wanted[matched].strip():
+            matched += 1
+        elif line and not _SEPARATOR.match(line):
+            return len(lines)  # cannot place the cut: keep everything rather than guess
+        position += 1
+    return kept[position][0] if position < len(kept) else len(lines)
+
+
+def _is_attribution(text: str) -> bool:
+    # Real attributions carry a date or an address; "On Monday I wrote:" is the sender's own text.
+    return text.endswith(":") and bool(_ATTRIBUTION_VERB.search(text)) and bool(re.search(r"[0-9@]", text))
+
+
+def _own_cut(lines: list[str]) -> int:
+    """Index of the first line of quoted history by our own rules, or len(lines)."""
+    for index, line in enumerate(lines):
+        text = line[:MAX_LINE].strip()
+        if text.rstrip() == "--" or _ORIGINAL_MESSAGE.match(text):
+            return index
+        if _FROM_HEADER.match(text) and any(
+            _SENT_HEADER.match(following[:MAX_LINE].strip()) for following in lines[index + 1 : index + 4]
+        ):
+            return index
+        if _ATTRIBUTION_START.match(text) and not text.startswith(">"):
+            # Gmail wraps a long "On … <address>\nwrote:" over up to three lines.
+            joined = text
+            for following in [""] + lines[index + 1 : index + 3]:
+                joined = f"{joined} {following[:MAX_LINE].strip()}".strip()
+                if _is_attribution(joined):
+                    return index
+    return len(lines)
+
+
+def _drop_trailer(lines: list[str]) -> list[str]:
+    """Remove a trailing quoted block with its attribution, separators and a 'Sent from' line."""
+    lines = list(lines)
+    removed_quote = False
+    while lines:
+        text = lines[-1][:MAX_LINE].strip()
+        if not text or _SEPARATOR.match(text):
+            lines.pop()
+        elif text.startswith(">"):
+            lines.pop()
+            removed_quote = True
+        elif removed_quote and text.endswith(":") and (_ATTRIBUTION_VERB.search(text) or "@" in text):
+            lines.pop()
+            removed_quote = False
+        else:
+            break
+    if lines and _SENT_FROM.match(lines[-1][:MAX_LINE].strip()):
+        lines.pop()
+        while lines and not lines[-1].strip():
+            lines.pop()
+    return lines
+
+
+def _unquoted_remainder(lines: list[str]) -> str:
+    """For bottom-posted and inline replies: the lines that are neither quoted nor attribution."""
+    kept = []
+    for line in lines:
+        text = line[:MAX_LINE].strip()
+        if text.startswith(">") or (_ATTRIBUTION_START.match(text) and _is_attribution(text)):
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def _visible(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    reply = lines[: _library_cut(lines)]
+    reply = _drop_trailer(reply[: _own_cut(reply)])
+    visible = "\n".join(line.rstrip() for line in reply).strip()
+    if visible:
+        return visible
+    if any(line.strip().startswith(">") for line in lines):
+        remainder = _unquoted_remainder(lines[: _own_cut(lines[1:]) + 1])
+        if remainder:
+            return remainder
+    return text.strip()
+
+
+def visible_text(text: str) -> str:
+    """Return the part of a reply's plain text the sender newly wrote; never raises, never empties."""
+    if not isinstance(text, str):
+        return ""
+    try:
+        return _visible(text)
+    except Exception:  # noqa: BLE001 - a reply we cannot split is shown whole
+        return text.strip()

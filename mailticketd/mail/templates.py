@@ -1,0 +1,79 @@
+"""Load and render the mail templates (``templates/<lang>/<name>.txt``), checked once at start-up.
+
+Each template has a ``subject`` and a ``body`` block.  Start-up renders every
+template in every language with a sample context under ``StrictUndefined``,
+so a missing or broken template stops the daemon before the first mail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from mailticketd.config import LANGUAGES
+
+_TICKET = {"number": 10042, "tag": "[MH#10042]", "subject": "Server down", "organisation": "Example GmbH"}
+_RECIPIENT = {"address": "anna@example.com", "name": "Anna"}
+
+# Every template with a context like the ones the daemon passes.
+SAMPLES: dict[str, dict[str, Any]] = {
+    "ack": {"ticket": _TICKET, "recipient": _RECIPIENT, "verification_url": "https://x/verify/t",
+            "verification_hours": 72},
+    "reply": {"ticket": _TICKET, "recipient": _RECIPIENT, "text": "Hello"},
+    "copy": {"ticket": _TICKET, "recipient": _RECIPIENT, "author": "bob@example.com", "text": "Hello"},
+    "status": {"ticket": _TICKET, "recipient": _RECIPIENT, "status": "closed", "reopen_days": 14},
+    "verify": {"recipient": _RECIPIENT, "verification_url": "https://x/verify/t", "verification_hours": 72},
+    "operator_notice": {
+        "ticket": _TICKET, "event": "new", "author": "anna@example.com", "author_status": "unverified",
+        "vms": [{"name": "de-fr-srv-0815", "organisation": "Other AG", "flags": ["other-organisation"]}],
+        "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
+    },
+    "command_error": {"ticket": _TICKET, "unknown": ["#clsoe"], "valid": ["#note", "#close"]},
+    "delivery_failed": {"ticket": _TICKET, "recipient": "anna@example.com", "error": "550 5.1.1 unknown",
+                        "original_subject": "[MH#10042] Server down"},
+}
+
+
+class TemplateError(Exception):
+    """A template is missing or does not render; the message names it."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+
+
+class Templates:
+    """The mail templates of one folder, in every supported language."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
+            autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+        )
+
+    def check(self) -> None:
+        """Render every template in every language with its sample; raise ``TemplateError`` on the first fault."""
+        for language in LANGUAGES:
+            for name, sample in SAMPLES.items():
+                self.render(name, language, **sample)
+
+    def render(self, name: str, language: str, **context: Any) -> Rendered:
+        path = f"{language}/{name}.txt"
+        try:
+            template = self.env.get_template(path)
+            ctx = template.new_context(context)
+            subject = "".join(template.blocks["subject"](ctx))
+            body = "".join(template.blocks["body"](ctx))
+        except KeyError as error:
+            raise TemplateError(f"{self.folder / path}: needs a {error} block") from error
+        except jinja2.TemplateNotFound as error:
+            raise TemplateError(f"{self.folder / path}: missing ({error.name})") from error
+        except jinja2.TemplateError as error:
+            raise TemplateError(f"{self.folder / path}: {type(error).__name__}: {error}") from error
+        return Rendered(" ".join(subject.split()), body.strip("\n") + "\n")

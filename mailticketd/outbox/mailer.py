@@ -1,0 +1,95 @@
+"""Write one outgoing mail into the outbox: render its template, set its headers, remember its Message-ID.
+
+Every mail about a ticket carries the tag in its subject, ``In-Reply-To`` and
+``References`` to the ticket's thread, a ``Reply-To`` with the recipient's
+reply token, ``Auto-Submitted`` and ``X-Loop``, and Outlook's
+``Thread-Topic``/``Thread-Index``.  It is queued in the caller's transaction,
+so it leaves only if the change that caused it is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailticketd.config import Config
+from mailticketd.mail.compose import compose, new_message_id
+from mailticketd.mail.outlook import child_thread_index, new_thread_index
+from mailticketd.mail.templates import Templates
+from mailticketd.storage import Store
+from mailticketd.tickets.models import Ticket
+from mailticketd.tickets.tags import format_tag
+from mailticketd.tickets.tokens import TokenSigner
+
+# How many Message-IDs of a thread go into References: the first and the latest.
+_REFERENCES = 10
+
+AUTO_REPLIED = "auto-replied"
+AUTO_GENERATED = "auto-generated"
+
+
+@dataclass(frozen=True)
+class Letter:
+    """What to send to whom; the mailer adds everything else."""
+
+    kind: str  # the outbox kind: ack, operator-notice, reply, status, command-error, verify, delivery-failed
+    template: str
+    to: str
+    context: dict[str, Any]
+    language: str
+    to_name: str = ""
+    auto_submitted: str = AUTO_GENERATED
+
+
+class Mailer:
+    """Renders letters and queues them in the outbox of the current transaction."""
+
+    def __init__(self, config: Config, templates: Templates, signer: TokenSigner) -> None:
+        self.config = config
+        self.templates = templates
+        self.signer = signer
+
+    def ticket_context(self, ticket: Ticket, organisation: str | None) -> dict[str, Any]:
+        """What templates may say about a ticket."""
+        return {"number": ticket.number, "tag": self.tag(ticket), "subject": ticket.subject,
+                "organisation": organisation, "status": ticket.status}
+
+    def tag(self, ticket: Ticket) -> str:
+        return format_tag(self.config.mail.tag_prefix, ticket.number)
+
+    async def send(self, store: Store, letter: Letter, *, now: datetime, ticket: Ticket | None = None,
+                   in_reply_to: str | None = None, thread_index: str | None = None) -> str:
+        """Queue ``letter``; returns its Message-ID (without angle brackets)."""
+        mail = self.config.mail
+        rendered = self.templates.render(letter.template, letter.language, **letter.context)
+        domain = mail.support_address.partition("@")[2]
+        message_id = new_message_id(domain)
+        subject, reply_to, references, index = rendered.subject, None, (), None
+        if ticket is not None:
+            tag = self.tag(ticket)
+            subject = f"{tag} {subject}" if tag.lower() not in subject.lower() else subject
+            reply_to = self.signer.address(mail.support_address, ticket.number, letter.to)
+            thread = await store.tickets.thread_message_ids(ticket.id)
+            references = tuple(thread[:1] + thread[1:][-(_REFERENCES - 1):]) if thread else ()
+            in_reply_to = in_reply_to or (thread[-1] if thread else None)
+            if ticket.thread_index is None:
+                base = thread_index or new_thread_index(now)
+                await store.tickets.set_thread_index(ticket.id, base)
+            else:
+                base = ticket.thread_index
+            index = child_thread_index(base, now)
+        outgoing = compose(
+            sender_name=mail.from_name, sender=mail.support_address, to=letter.to, to_name=letter.to_name,
+            subject=subject, body=rendered.body, now=now, message_id=message_id, reply_to=reply_to,
+            in_reply_to=in_reply_to, references=references, auto_submitted=letter.auto_submitted,
+            loop=mail.support_address, thread_topic=ticket.subject if ticket else None, thread_index=index,
+        )
+        await store.outbox.enqueue(
+            ticket_id=ticket.id if ticket else None, kind=letter.kind, mail_from=mail.support_address,
+            rcpt_to=letter.to, message_id=message_id, raw=outgoing.raw,
+        )
+        if ticket is not None:
+            await store.articles.remember_message_id(message_id, ticket_id=ticket.id, article_id=None,
+                                                     direction="out")
+        return message_id

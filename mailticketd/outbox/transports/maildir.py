@@ -1,0 +1,84 @@
+"""Deliver into a local maildir, one file per recipient, the way a local MTA does.
+
+Each mail is written into ``tmp/`` under a unique name, synced, and renamed
+into ``new/``, so a reader never sees half a file.  ``Delivered-To`` (the
+envelope recipient) and ``Return-Path`` (the envelope sender) are prepended
+with the line ending the mail itself uses; the mail's own bytes stay as
+they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from mailticketd.outbox.transports.errors import PermanentFailure, TemporaryFailure
+
+_SUBFOLDERS = ("tmp", "new", "cur")
+
+
+class MaildirTransport:
+    """Writes each mail for one recipient as one file in ``<maildir>/new``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._counter = itertools.count(1)
+        # Maildir names must not contain '/' or ':' (the latter starts the flags part).
+        self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes) -> None:
+        """Write the mail into ``new/``; a local error is temporary (a full disk empties again)."""
+        for address in (mail_from, rcpt_to):
+            if any(char in address for char in "\r\n\0"):
+                raise PermanentFailure(f"address contains a control character: {address!r}")
+        content = _envelope_headers(mail_from, rcpt_to, raw) + raw
+        try:
+            await asyncio.to_thread(self._deliver, self._unique_name(), content)
+        except OSError as error:
+            raise TemporaryFailure(f"cannot write to maildir {self.path}: {error}") from error
+
+    def _unique_name(self) -> str:
+        now = time.time()
+        seconds = int(now)
+        micros = int((now - seconds) * 1_000_000)
+        return (f"{seconds}.M{micros}P{os.getpid()}Q{next(self._counter)}"
+                f"R{secrets.token_hex(4)}.{self._host}")
+
+    def _deliver(self, name: str, content: bytes) -> None:
+        for sub in _SUBFOLDERS:
+            (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = self.path / "tmp" / name
+        final = self.path / "new" / name
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(temporary, final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        _sync_directory(self.path / "new")
+
+
+def _envelope_headers(mail_from: str, rcpt_to: str, raw: bytes) -> bytes:
+    """``Delivered-To`` then ``Return-Path``, ended like the mail's own first line."""
+    first_break = raw.find(b"\n")
+    newline = b"\r\n" if first_break > 0 and raw[first_break - 1:first_break] == b"\r" else b"\n"
+    return (b"Delivered-To: " + rcpt_to.encode("utf-8") + newline
+            + b"Return-Path: <" + mail_from.encode("utf-8") + b">" + newline)
+
+
+def _sync_directory(path: Path) -> None:
+    """Make the rename itself durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

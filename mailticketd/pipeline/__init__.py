@@ -1,0 +1,1 @@
+"""The pipeline: an ordered list of small steps that turn one stored mail into decisions."""

@@ -1,0 +1,108 @@
+"""The typed context that the pipeline steps share for one mail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mailticketd.config import Config
+from mailticketd.directory.models import User
+from mailticketd.mail.parse import IncomingMail
+from mailticketd.mail.templates import Templates
+from mailticketd.outbox.mailer import Mailer
+from mailticketd.storage import Store
+from mailticketd.tickets.models import Ticket
+from mailticketd.tickets.tokens import TokenSigner
+
+# How a ticket reference was found, in order of trust (DESIGN §3).
+VIA_TOKEN = "token"
+VIA_TAG = "tag"
+VIA_REFERENCES = "references"
+
+SYSTEM_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster"})
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the SMTP client said, as opposed to what the headers claim."""
+
+    peer: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+
+    @property
+    def is_bounce(self) -> bool:
+        """An empty return path: a delivery report or another automatic mail."""
+        return self.mail_from in ("", "<>")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A ticket the mail refers to, and how the reference was found."""
+
+    ticket: Ticket
+    via: str
+
+
+@dataclass(frozen=True)
+class Services:
+    """What steps use besides the store: the reply-token signer, the mailer, the clock's reading."""
+
+    signer: TokenSigner
+    mailer: Mailer
+    templates: Templates
+
+
+@dataclass
+class Context:
+    """One mail on its way through the pipeline, and the decisions made about it."""
+
+    inbox_id: int
+    envelope: Envelope
+    mail: IncomingMail
+    visible_text: str
+    store: Store
+    config: Config
+    services: Services
+    now: datetime
+
+    # Decisions, added by the steps in order.
+    kind: str = "mail"
+    no_auto_reply: str | None = None
+    sender: User | None = None
+    others: list[User] = field(default_factory=list)
+    operator: bool = False
+    candidate: Candidate | None = None
+    ticket: Ticket | None = None
+    follows: Ticket | None = None  # a closed ticket this new one continues
+    reopen: bool = False
+    decision: str = ""
+    status_change: str | None = None
+    unknown_commands: list[str] = field(default_factory=list)
+    failed_recipients: list[str] = field(default_factory=list)
+    article_id: int | None = None
+    vm_names: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def is_operator_address(self) -> bool:
+        """The author's address is an operator's (which alone proves nothing)."""
+        return self.author_address in self.config.operators.addresses
+
+    @property
+    def author_address(self) -> str | None:
+        """The author: the ``From`` address, else the envelope sender; never ``Reply-To``."""
+        if self.mail.from_ is not None and self.mail.from_.address:
+            return self.mail.from_.address
+        if not self.envelope.is_bounce:
+            return self.envelope.mail_from.strip("<>").lower() or None
+        return None
+
+    def is_local_address(self, address: str) -> bool:
+        """True for our support addresses, with or without a ``+`` sub-address."""
+        local, _, domain = address.lower().partition("@")
+        return f"{local.split('+', 1)[0]}@{domain}" in self.config.mail.addresses
+
+    def is_system_address(self, address: str) -> bool:
+        """A mailer daemon or postmaster: never a person, never registered as one."""
+        return address.partition("@")[0].lower() in SYSTEM_LOCAL_PARTS

@@ -1,0 +1,73 @@
+"""Recognise mail that must never be answered automatically (DESIGN §4)."""
+
+from __future__ import annotations
+
+from mailticketd.mail.authresults import verdict
+from mailticketd.pipeline.context import Context
+
+_BULK_PRECEDENCE = {"bulk", "junk", "list"}
+_AUTORESPONDER_HEADERS = ("x-auto-response-suppress", "x-autoreply", "x-autorespond")
+
+
+class GuardLoop:
+    """Mark bounces, auto-replies, bulk mail, spam, forged senders and our own mail as not to be answered."""
+
+    name = "guard-loop"
+
+    async def run(self, ctx: Context) -> None:
+        reason = _bounce_reason(ctx)
+        if reason:
+            ctx.kind = "bounce"
+        else:
+            reason = _automatic_reason(ctx)
+            if reason:
+                ctx.kind = "auto-reply"
+            else:
+                reason = _loop_or_spam_reason(ctx)
+        if reason:
+            ctx.no_auto_reply = reason
+            ctx.flags.append(f"no-auto-reply:{reason}")
+
+
+def _bounce_reason(ctx: Context) -> str | None:
+    content_type = (ctx.mail.header("content-type") or "").lower()
+    if content_type.startswith("multipart/report") and "delivery-status" in content_type:
+        return "delivery-report"
+    author = ctx.author_address
+    if author and ctx.is_system_address(author):
+        return "mailer-daemon"
+    if ctx.envelope.is_bounce and author is None:
+        return "empty-return-path"
+    return None
+
+
+def _automatic_reason(ctx: Context) -> str | None:
+    auto_submitted = (ctx.mail.header("auto-submitted") or "").strip().lower()
+    if auto_submitted and not auto_submitted.startswith("no"):
+        return "auto-submitted"
+    precedence = (ctx.mail.header("precedence") or "").strip().lower()
+    if precedence in _BULK_PRECEDENCE:
+        return f"precedence-{precedence}"
+    for header in _AUTORESPONDER_HEADERS:
+        if ctx.mail.header(header) is not None:
+            return header
+    if ctx.envelope.is_bounce:
+        return "empty-return-path"
+    return None
+
+
+def _loop_or_spam_reason(ctx: Context) -> str | None:
+    loops = {value.strip().lower() for value in ctx.mail.headers.get("x-loop", ())}
+    if loops & set(ctx.config.mail.addresses):
+        return "own-x-loop"
+    author = ctx.author_address
+    if author and ctx.is_local_address(author):
+        return "own-address"
+    if (ctx.mail.header("x-spam-flag") or "").strip().lower() == "yes":
+        return "spam"
+    if (ctx.mail.header("x-spam-status") or "").strip().lower().startswith("yes"):
+        return "spam"
+    found = verdict(ctx.mail, ctx.config.operators.authserv_id)
+    if found is not None and found.dmarc == "fail":
+        return "dmarc-fail"
+    return None

@@ -1,0 +1,133 @@
+"""Decide who is told what about this mail, and queue those mails in the outbox (the last step)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from mailticketd.directory.models import User
+from mailticketd.directory.verification import issue_verification, verification_url
+from mailticketd.pipeline.context import Context
+from mailticketd.pipeline.steps.apply_commands import VALID_COMMANDS
+from mailticketd.outbox.mailer import AUTO_REPLIED, Letter
+
+# Automatic answers to a sender, limited per address and hour (DESIGN §4).
+AUTOMATIC_KINDS = ("ack", "command-error", "notice")
+
+
+class PlanNotifications:
+    """Tell operators of customer mail, customers of operator replies and status changes, senders of new tickets."""
+
+    name = "plan-notifications"
+
+    async def run(self, ctx: Context) -> None:
+        if ctx.ticket is None:
+            return
+        summary = await ctx.store.tickets.summary(ctx.ticket.number)
+        ticket = ctx.services.mailer.ticket_context(ctx.ticket, summary.organisation if summary else None)
+        if ctx.operator:
+            await _from_operator(ctx, ticket)
+        elif ctx.kind == "bounce":
+            await _tell_operators(ctx, ticket, "bounce")
+        elif ctx.kind == "mail":
+            await _tell_operators(ctx, ticket, "new" if ctx.decision == "new" else "reply")
+            if ctx.decision == "new":
+                await _acknowledge(ctx, ticket)
+                await _copy_primary_contact(ctx, ticket)
+
+
+async def _send(ctx: Context, letter: Letter) -> None:
+    await ctx.services.mailer.send(ctx.store, letter, now=ctx.now, ticket=ctx.ticket,
+                                   in_reply_to=ctx.mail.message_id, thread_index=ctx.mail.header("thread-index"))
+
+
+async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> None:
+    assert ctx.ticket is not None and ctx.article_id is not None
+    vms = [{"name": vm.name, "organisation": vm.organisation, "flags": list(vm.flags)}
+           for vm in await ctx.store.tickets.vms(ctx.ticket.id) if vm.name in ctx.vm_names]
+    [article] = [a for a in await ctx.store.articles.for_ticket(ctx.ticket.id) if a.id == ctx.article_id]
+    context = {"ticket": ticket, "event": event, "author": ctx.author_address, "vms": vms,
+               "author_status": article.author_status, "flags": ctx.flags, "text": ctx.visible_text,
+               "attachments": [{"name": a.name, "size": a.size} for a in article.attachments]}
+    for operator in ctx.config.operators.addresses:
+        if operator != ctx.author_address:
+            await _send(ctx, Letter("operator-notice", "operator_notice", operator, context,
+                                    ctx.config.mail.default_language))
+
+
+async def _acknowledge(ctx: Context, ticket: dict[str, Any]) -> None:
+    sender = ctx.sender
+    if sender is None or ctx.no_auto_reply or sender.status == "inactive":
+        return
+    if not await _may_answer(ctx, sender.address):
+        return
+    hours = ctx.config.http.verification_hours
+    url = None
+    if sender.status == "unverified":
+        token = await issue_verification(ctx.store, sender.id, hours=hours, now=ctx.now)
+        url = verification_url(ctx.config.http.base_url, token)
+    context: dict[str, Any] = {"ticket": ticket, "recipient": _person(sender), "verification_url": url,
+                               "verification_hours": hours}
+    await _send(ctx, Letter("ack", "ack", sender.address, context, _language(ctx, sender), sender.name,
+                            AUTO_REPLIED))
+
+
+async def _copy_primary_contact(ctx: Context, ticket: dict[str, Any]) -> None:
+    """The organisation's primary contact sees its new tickets, if they may see all of them (a manager)."""
+    if not ctx.config.notify.primary_contact_copies or ctx.ticket is None or ctx.ticket.organisation_id is None:
+        return
+    organisation = await ctx.store.organisations.by_id(ctx.ticket.organisation_id)
+    if organisation is None or organisation.primary_contact_id is None:
+        return
+    contact = (await ctx.store.users.by_ids([organisation.primary_contact_id])).get(organisation.primary_contact_id)
+    if contact is None or not contact.is_manager or contact.id == (ctx.sender.id if ctx.sender else None):
+        return
+    context = {"ticket": ticket, "recipient": _person(contact), "author": ctx.author_address,
+               "text": ctx.visible_text}
+    await _send(ctx, Letter("copy", "copy", contact.address, context, _language(ctx, contact), contact.name))
+
+
+async def _from_operator(ctx: Context, ticket: dict[str, Any]) -> None:
+    assert ctx.ticket is not None and ctx.author_address is not None
+    if ctx.unknown_commands:
+        context = {"ticket": ticket, "unknown": ctx.unknown_commands, "valid": list(VALID_COMMANDS)}
+        await _send(ctx, Letter("command-error", "command_error", ctx.author_address, context,
+                                ctx.config.mail.default_language))
+        return
+    customers = await _customers(ctx)
+    if ctx.kind == "reply" and ctx.visible_text.strip():
+        for user in customers:
+            context = {"ticket": ticket, "recipient": _person(user), "text": ctx.visible_text}
+            await _send(ctx, Letter("reply", "reply", user.address, context, _language(ctx, user), user.name))
+    if ctx.status_change in ("closed", "pending"):
+        for user in customers:
+            context = {"ticket": ticket, "recipient": _person(user), "status": ctx.status_change,
+                       "reopen_days": int(ctx.config.tickets.reopen_window_days)}
+            await _send(ctx, Letter("status", "status", user.address, context, _language(ctx, user), user.name))
+
+
+async def _customers(ctx: Context) -> list[User]:
+    """Participants who still receive the ticket's mail: not inactive, not ours."""
+    assert ctx.ticket is not None
+    ids = await ctx.store.tickets.participant_ids(ctx.ticket.id)
+    users = (await ctx.store.users.by_ids(ids)).values()
+    return sorted((user for user in users if user.status != "inactive" and not ctx.is_local_address(user.address)
+                   and not ctx.is_system_address(user.address)), key=lambda user: user.address)
+
+
+async def _may_answer(ctx: Context, address: str) -> bool:
+    """At most ``max_auto_replies_per_hour`` automatic answers to one address."""
+    since = ctx.now - timedelta(hours=1)
+    sent = await ctx.store.outbox.count_recent(address, AUTOMATIC_KINDS, since)
+    if sent >= ctx.config.notify.max_auto_replies_per_hour:
+        ctx.flags.append("auto-reply-limit-reached")
+        return False
+    return True
+
+
+def _person(user: User) -> dict[str, str]:
+    return {"address": user.address, "name": user.name}
+
+
+def _language(ctx: Context, user: User) -> str:
+    return user.language or ctx.config.mail.default_language

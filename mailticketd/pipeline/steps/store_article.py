@@ -1,0 +1,57 @@
+"""Store the mail as an article: open the ticket if needed, add participants and attachments."""
+
+from __future__ import annotations
+
+from mailticketd.directory.policy import author_status
+from mailticketd.mail.outlook import new_thread_index
+from mailticketd.pipeline.context import Context
+from mailticketd.storage.tickets import NewAttachment
+from mailticketd.tickets.tags import strip_tags
+
+NO_SUBJECT = "(no subject)"
+
+
+class StoreArticle:
+    """Write the article, its attachments (once per content) and its Message-ID for threading."""
+
+    name = "store-article"
+
+    async def run(self, ctx: Context) -> None:
+        store, sender = ctx.store, ctx.sender
+        if ctx.ticket is None:
+            subject = strip_tags(ctx.config.mail.tag_prefix, ctx.mail.subject) or NO_SUBJECT
+            organisation_id = sender.organisation_id if sender and sender.status != "inactive" else None
+            ctx.ticket = await store.tickets.create(
+                first_number=ctx.config.tickets.first_number, subject=subject,
+                organisation_id=organisation_id, requester_id=sender.id if sender else None,
+                follows_ticket_id=ctx.follows.id if ctx.follows else None,
+            )
+            thread_index = ctx.mail.header("thread-index") or new_thread_index(ctx.now)
+            await store.tickets.set_thread_index(ctx.ticket.id, thread_index)
+        elif ctx.kind == "mail" and not ctx.operator and (ctx.reopen or ctx.ticket.status == "pending"):
+            ctx.ticket = await store.tickets.set_status(ctx.ticket.id, "open")
+            if ctx.reopen:
+                ctx.flags.append("reopened")
+        ticket = ctx.ticket
+        if ctx.kind not in ("bounce", "note", "reply"):
+            members = [(sender.id, "requester" if ticket.requester_id == sender.id else "cc")] if sender else []
+            members += [(user.id, "cc") for user in ctx.others]
+            await store.tickets.add_participants(ticket.id, members)
+
+        ctx.article_id = await store.articles.add(
+            ticket_id=ticket.id, inbox_id=ctx.inbox_id, author_id=sender.id if sender else None,
+            author_address=ctx.author_address or "", kind=ctx.kind,
+            author_status=author_status(sender, ticket.organisation_id, operator=ctx.operator),
+            message_id=ctx.mail.message_id, subject=ctx.mail.subject, text=ctx.mail.text,
+            visible_text=ctx.visible_text, html=ctx.mail.html, flags=ctx.flags,
+        )
+        if ctx.mail.attachments:
+            await store.articles.add_attachments(ctx.article_id, [
+                NewAttachment(item.name, item.content_type, item.content, item.sha256)
+                for item in ctx.mail.attachments
+            ])
+        if ctx.mail.message_id:
+            await store.articles.remember_message_id(
+                ctx.mail.message_id, ticket_id=ticket.id, article_id=ctx.article_id, direction="in"
+            )
+        await store.tickets.touch(ticket.id)

@@ -1,0 +1,89 @@
+"""The aiosmtpd handler: recipient policy, limits, and ``250`` only after the inbox commit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailticketd.config import Config
+from mailticketd.smtp import replies
+from mailticketd.storage import Database
+
+log = structlog.get_logger("mailticketd.smtp")
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^\s<>]+)>?", re.IGNORECASE | re.MULTILINE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def message_id_of(raw: bytes) -> str | None:
+    """The Message-ID from the header block, for logs and the inbox listing (the parser decides later)."""
+    end = _HEADER_END.search(raw)
+    match = _MESSAGE_ID.search(raw, 0, end.start() if end else len(raw))
+    return match.group(1).decode("ascii", "replace") if match else None
+
+
+class InboundHandler:
+    """Accept mail for the configured support addresses and store it durably before saying ``250``."""
+
+    def __init__(self, config: Config, db: Database, on_stored: Callable[[], None]) -> None:
+        self.config = config
+        self.db = db
+        self.on_stored = on_stored
+        self.local_addresses = set(config.mail.addresses)
+
+    def accepts(self, address: str) -> bool:
+        """Our support addresses, also with a ``+`` sub-address (reply tokens); nothing else."""
+        local, at, domain = address.strip().lower().partition("@")
+        return bool(at) and f"{local.split('+', 1)[0]}@{domain}" in self.local_addresses
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.config.smtp.max_recipients:
+            log.info("smtp.refused", code=452, reason="too-many-recipients", peer=_peer(session))
+            return replies.TOO_MANY_RECIPIENTS
+        if "@" not in address:
+            log.info("smtp.refused", code=501, reason="bad-recipient", recipient=address, peer=_peer(session))
+            return replies.BAD_RECIPIENT
+        if not self.accepts(address):
+            log.info("smtp.refused", code=550, reason="unknown-recipient", recipient=address, peer=_peer(session))
+            return replies.UNKNOWN_RECIPIENT.format(address=address)
+        envelope.rcpt_tos.append(address)
+        return replies.RECIPIENT_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        message_id = message_id_of(raw)
+        fields = {"peer": _peer(session), "mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+                  "size": len(raw), "message_id": message_id}
+        try:
+            async with self.db.transaction() as store:
+                if await store.inbox.backlog() >= self.config.inbox.max_backlog:
+                    log.warning("smtp.refused", code=451, reason="backlog-full", **fields)
+                    return replies.BACKLOG_FULL
+                inbox_id = await store.inbox.add(
+                    peer=_peer(session), mail_from=envelope.mail_from or "<>", rcpt_tos=list(envelope.rcpt_tos),
+                    message_id=message_id, raw=raw,
+                )
+        except Exception as error:
+            log.error("smtp.refused", code=451, reason="storage-failed", error=f"{type(error).__name__}: {error}",
+                      **fields)
+            return replies.TRY_LATER
+        log.info("smtp.accepted", code=250, inbox_id=inbox_id, **fields)
+        self.on_stored()
+        return replies.ACCEPTED.format(inbox_id=inbox_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd would answer "500 Error: (Type) message": permanent, and it leaks internals.
+        log.error("smtp.error", error=f"{type(error).__name__}: {error}")
+        return replies.TRY_LATER
+
+
+def _peer(session: Session) -> str:
+    peer: Any = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "")

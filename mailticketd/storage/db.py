@@ -1,0 +1,168 @@
+"""The SQLite connection, its writer lock, migrations, and transactions.
+
+One connection serves the whole process, guarded by an ``asyncio.Lock``:
+two tasks sharing a connection without one lose each other's writes.  Every
+write runs in ``BEGIN IMMEDIATE`` so it never fails half-way on an upgrade
+from a read lock.  ``synchronous=FULL`` makes a commit durable before the
+SMTP side answers ``250``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from mailticketd.storage.directory import (
+    OrganisationRepository,
+    UserRepository,
+    VerificationRepository,
+    VmRepository,
+)
+from mailticketd.storage.inbox import InboxRepository
+from mailticketd.storage.outbox import OutboxRepository
+from mailticketd.storage.tickets import ArticleRepository, TicketRepository
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer mailticketd than this one."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(f"database schema version {found} is newer than this mailticketd knows ({known})")
+        self.found = found
+        self.known = known
+
+
+class Store:
+    """The repositories of one connection, used inside a transaction or a read."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self.inbox = InboxRepository(conn)
+        self.organisations = OrganisationRepository(conn)
+        self.users = UserRepository(conn)
+        self.vms = VmRepository(conn)
+        self.verifications = VerificationRepository(conn)
+        self.tickets = TicketRepository(conn)
+        self.articles = ArticleRepository(conn)
+        self.outbox = OutboxRepository(conn)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("mailticketd.storage").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+class Database:
+    """An open SQLite database in WAL mode with one guarded writer connection."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Connect, set the pragmas and bring the schema up to date."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = FULL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await self._migrate(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            async with self._lock:
+                await conn.close()
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return max(version for version, _ in _migrations())
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        """Apply pending migrations under the write lock; a current schema needs no write at all."""
+        known = self.schema_version
+        current = await _user_version(conn)
+        if current > known:
+            raise SchemaTooNew(current, known)
+        if current == known:
+            return
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = await _user_version(conn)  # another process may have migrated meanwhile
+            if current > known:
+                raise SchemaTooNew(current, known)
+            for version, script in _migrations():
+                if version > current:
+                    for statement in _statements(script):
+                        await conn.execute(statement)
+                    await conn.execute(f"PRAGMA user_version = {version}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Store]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        conn = self._require()
+        async with self._lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Store(conn)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Store]:
+        """A consistent read of the current state."""
+        conn = self._require()
+        async with self._lock:
+            await conn.execute("BEGIN")
+            try:
+                yield Store(conn)
+            finally:
+                await conn.execute("ROLLBACK")
+
+    def _require(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("the database is not open")
+        return self._conn
+
+
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (our scripts keep ';' out of strings)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]

@@ -1,0 +1,125 @@
+"""SQL for the durable inbox: raw mails as the SMTP side accepted them, and their processing state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiosqlite
+
+from mailticketd.clock import iso, utc_now
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    received_at: str
+    peer: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    message_id: str | None
+    size: int
+    status: str  # pending | done | failed
+    attempts: int
+    reason: str | None
+    decision: str | None
+    ticket_number: int | None
+
+
+_COLUMNS = """i.id, i.received_at, i.peer, i.mail_from, i.rcpt_tos, i.message_id, i.size,
+    i.status, i.attempts, i.reason, i.decision, t.number"""
+
+
+def _row(values: aiosqlite.Row) -> InboxRow:
+    return InboxRow(
+        id=values[0], received_at=values[1], peer=values[2], mail_from=values[3],
+        rcpt_tos=tuple(json.loads(values[4])), message_id=values[5], size=values[6], status=values[7],
+        attempts=values[8], reason=values[9], decision=values[10], ticket_number=values[11],
+    )
+
+
+class InboxRepository:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def add(self, *, peer: str, mail_from: str, rcpt_tos: list[str], message_id: str | None, raw: bytes) -> int:
+        cursor = await self.conn.execute(
+            "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (iso(utc_now()), peer, mail_from, json.dumps(rcpt_tos), message_id, len(raw), raw),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def backlog(self) -> int:
+        async with self.conn.execute("SELECT count(*) FROM inbox WHERE status = 'pending'") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def next_due(self, now: datetime) -> tuple[InboxRow, bytes] | None:
+        """The oldest pending row that is due, with its raw bytes."""
+        async with self.conn.execute(
+            f"SELECT {_COLUMNS}, i.raw FROM inbox i LEFT JOIN tickets t ON t.id = i.ticket_id"
+            " WHERE i.status = 'pending' AND (i.next_attempt_at IS NULL OR i.next_attempt_at <= ?)"
+            " ORDER BY i.id LIMIT 1",
+            (iso(now),),
+        ) as cursor:
+            values = await cursor.fetchone()
+        return (_row(values), bytes(values[12])) if values else None
+
+    async def next_wakeup(self) -> str | None:
+        """When the earliest pending row that waits for a retry falls due."""
+        async with self.conn.execute(
+            "SELECT min(next_attempt_at) FROM inbox WHERE status = 'pending'"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row else None
+
+    async def mark_done(self, inbox_id: int, *, decision: str, ticket_id: int | None) -> None:
+        await self.conn.execute(
+            "UPDATE inbox SET status = 'done', decision = ?, ticket_id = ?, reason = NULL,"
+            " processed_at = ?, attempts = attempts + 1 WHERE id = ?",
+            (decision, ticket_id, iso(utc_now()), inbox_id),
+        )
+
+    async def mark_attempt_failed(self, inbox_id: int, *, reason: str, retry_at: datetime | None) -> None:
+        """Record a failed attempt: pending again at ``retry_at``, or failed for good without one."""
+        await self.conn.execute(
+            "UPDATE inbox SET status = ?, reason = ?, next_attempt_at = ?, attempts = attempts + 1,"
+            " processed_at = ? WHERE id = ?",
+            ("pending" if retry_at else "failed", reason, iso(retry_at) if retry_at else None,
+             iso(utc_now()), inbox_id),
+        )
+
+    async def retry(self, inbox_id: int) -> InboxRow | None:
+        """Put a failed row back in line; returns the row as it was, or None if there is none."""
+        row = await self.get(inbox_id)
+        if row is not None and row.status == "failed":
+            await self.conn.execute(
+                "UPDATE inbox SET status = 'pending', next_attempt_at = NULL, attempts = 0 WHERE id = ?",
+                (inbox_id,),
+            )
+        return row
+
+    async def get(self, inbox_id: int) -> InboxRow | None:
+        async with self.conn.execute(
+            f"SELECT {_COLUMNS} FROM inbox i LEFT JOIN tickets t ON t.id = i.ticket_id WHERE i.id = ?",
+            (inbox_id,),
+        ) as cursor:
+            values = await cursor.fetchone()
+        return _row(values) if values else None
+
+    async def raw(self, inbox_id: int) -> bytes | None:
+        async with self.conn.execute("SELECT raw FROM inbox WHERE id = ?", (inbox_id,)) as cursor:
+            values = await cursor.fetchone()
+        return bytes(values[0]) if values else None
+
+    async def list(self, statuses: tuple[str, ...] = ("pending", "failed")) -> list[InboxRow]:
+        marks = ", ".join("?" for _ in statuses)
+        async with self.conn.execute(
+            f"SELECT {_COLUMNS} FROM inbox i LEFT JOIN tickets t ON t.id = i.ticket_id"
+            f" WHERE i.status IN ({marks}) ORDER BY i.id",
+            statuses,
+        ) as cursor:
+            return [_row(values) for values in await cursor.fetchall()]

@@ -1,0 +1,133 @@
+"""SQL for the outbox: one row per recipient of every outgoing mail, and its delivery state."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import aiosqlite
+
+from mailticketd.clock import iso, utc_now
+
+STATUSES = ("queued", "sent", "failed")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    created_at: str
+    ticket_id: int | None
+    kind: str
+    mail_from: str
+    rcpt_to: str
+    message_id: str
+    status: str  # queued | sent | failed
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    sent_at: str | None
+    # Only ``next_due`` loads the message itself; listings leave it out.
+    raw: bytes | None = field(default=None, repr=False, compare=False)
+
+
+_COLUMNS = """id, created_at, ticket_id, kind, mail_from, rcpt_to, message_id,
+    status, attempts, next_attempt_at, last_error, sent_at"""
+
+
+def _row(values: aiosqlite.Row, raw: bytes | None = None) -> OutboxRow:
+    return OutboxRow(
+        id=values[0], created_at=values[1], ticket_id=values[2], kind=values[3], mail_from=values[4],
+        rcpt_to=values[5], message_id=values[6], status=values[7], attempts=values[8],
+        next_attempt_at=values[9], last_error=values[10], sent_at=values[11], raw=raw,
+    )
+
+
+class OutboxRepository:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def enqueue(self, *, ticket_id: int | None, kind: str, mail_from: str, rcpt_to: str,
+                      message_id: str, raw: bytes, now: datetime | None = None) -> int:
+        """Queue ``raw`` for one recipient, due at once; returns the row id."""
+        moment = iso(now or utc_now())
+        cursor = await self.conn.execute(
+            "INSERT INTO outbox (created_at, ticket_id, kind, mail_from, rcpt_to, message_id, raw,"
+            " status, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+            (moment, ticket_id, kind, mail_from, rcpt_to, message_id, raw, moment),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def next_due(self, now: datetime) -> OutboxRow | None:
+        """The queued row that has been due longest, with its raw bytes."""
+        async with self.conn.execute(
+            f"SELECT {_COLUMNS}, raw FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT 1",
+            (iso(now),),
+        ) as cursor:
+            values = await cursor.fetchone()
+        return _row(values, bytes(values[12])) if values else None
+
+    async def next_wakeup(self) -> str | None:
+        """When the earliest queued row falls due, or None when the queue is empty."""
+        async with self.conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued'") as cursor:
+            values = await cursor.fetchone()
+        return values[0] if values else None
+
+    async def mark_sent(self, outbox_id: int, *, now: datetime | None = None) -> None:
+        await self.conn.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, attempts = attempts + 1"
+            " WHERE id = ?",
+            (iso(now or utc_now()), outbox_id),
+        )
+
+    async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
+        """Record a temporary failure: queued again, due at ``next_attempt_at``."""
+        await self.conn.execute(
+            "UPDATE outbox SET status = 'queued', last_error = ?, next_attempt_at = ?, attempts = attempts + 1"
+            " WHERE id = ?",
+            (error, iso(next_attempt_at), outbox_id),
+        )
+
+    async def mark_failed(self, outbox_id: int, error: str) -> None:
+        """Give up on the row for good, keeping the last answer."""
+        await self.conn.execute(
+            "UPDATE outbox SET status = 'failed', last_error = ?, attempts = attempts + 1 WHERE id = ?",
+            (error, outbox_id),
+        )
+
+    async def get(self, outbox_id: int) -> OutboxRow | None:
+        async with self.conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (outbox_id,)) as cursor:
+            values = await cursor.fetchone()
+        return _row(values) if values else None
+
+    async def raw(self, outbox_id: int) -> bytes | None:
+        async with self.conn.execute("SELECT raw FROM outbox WHERE id = ?", (outbox_id,)) as cursor:
+            values = await cursor.fetchone()
+        return bytes(values[0]) if values else None
+
+    async def counts(self) -> dict[str, int]:
+        """How many rows are in each status (every status present, zero included)."""
+        found = dict.fromkeys(STATUSES, 0)
+        async with self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status") as cursor:
+            for status, count in await cursor.fetchall():
+                found[status] = int(count)
+        return found
+
+    async def count_recent(self, rcpt_to: str, kinds: tuple[str, ...], since: datetime) -> int:
+        """How many mails of ``kinds`` were queued for ``rcpt_to`` since ``since``, whatever became of them."""
+        marks = ", ".join("?" for _ in kinds)
+        async with self.conn.execute(
+            f"SELECT count(*) FROM outbox WHERE lower(rcpt_to) = lower(?) AND kind IN ({marks}) AND created_at >= ?",
+            (rcpt_to, *kinds, iso(since)),
+        ) as cursor:
+            values = await cursor.fetchone()
+        return int(values[0]) if values else 0
+
+    async def list(self, statuses: tuple[str, ...] = ("queued", "failed")) -> builtins.list[OutboxRow]:
+        marks = ", ".join("?" for _ in statuses)
+        async with self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE status IN ({marks}) ORDER BY id", statuses,
+        ) as cursor:
+            return [_row(values) for values in await cursor.fetchall()]

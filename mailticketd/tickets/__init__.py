@@ -1,0 +1,1 @@
+"""Ticket numbers, subject tags, statuses and articles."""

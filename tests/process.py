@@ -1,0 +1,78 @@
+"""Run the daemon as a real process, as an admin would, for crash and signal tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import SUPPORT, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path: Path, extra: str = "") -> tuple[Path, int]:
+    port = free_port()
+    path = tmp_path / "mailticketd.toml"
+    path.write_text(
+        f'[smtp]\nlisten = "127.0.0.1:{port}"\n\n'
+        f'[mail]\naddresses = ["{SUPPORT}"]\n\n'
+        f'[storage]\ndatabase = "{tmp_path / "db.sqlite3"}"\n\n'
+        f'[outbound]\nmaildir = "{tmp_path / "maildir"}"\n\n'
+        f'[inbox]\npoll_interval = 0.2\n{extra}',
+        encoding="utf-8",
+    )
+    return path, port
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mailticketd ARGS`` and capture its output."""
+    return subprocess.run([sys.executable, "-m", "mailticketd", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=60)
+
+
+class DaemonProcess:
+    """``mailticketd serve`` in a child process, its stderr (JSON logs) kept in a file."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.config, self.port, self.log = config, port, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mailticketd", "--config", str(self.config), "serve"],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.recv(100)
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("daemon did not start")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def events(self) -> list[dict[str, object]]:
+        import json
+        found = []
+        for line in self.log.read_text(encoding="utf-8").splitlines():
+            if line.startswith("{"):
+                found.append(json.loads(line))
+        return found

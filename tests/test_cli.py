@@ -1,0 +1,134 @@
+"""The admin CLI: readable tables, and stable JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from mailticketd.app import Daemon
+from tests.helpers import make_config, make_mail, send, settle
+from tests.process import cli
+
+
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cli.toml"
+    path.write_text(f'[storage]\ndatabase = "{tmp_path / "mailticketd.sqlite3"}"\n'
+                    '[mail]\naddresses = ["support@example.net", "helpdesk@example.net"]\n', encoding="utf-8")
+    return path
+
+
+async def populate(tmp_path: Path) -> None:
+    """Two tickets: one from an organisation member with a CC, a VM and an attachment; one from a stranger."""
+    async with Daemon(make_config(tmp_path)) as daemon:
+        async with daemon.db.transaction() as store:
+            organisation = await store.organisations.create("Customer GmbH")
+            await store.users.create("anna@customer.example", organisation_id=organisation.id, status="active",
+                                     role="manager", authorised=True)
+            await store.vms.add("de-fr-srv-0815", organisation.id)
+        await send(daemon.smtp_port, make_mail(
+            "anna@customer.example", subject="Server down", cc="bob@customer.example",
+            body="de-fr-srv-0815 is down.", attachments=[("log.txt", "text/plain", b"kernel panic\n")]))
+        await send(daemon.smtp_port, make_mail("eve@elsewhere.example", subject="Hallo Welt"))
+        await settle(daemon)
+
+
+async def test_tickets_json_is_a_list_with_the_promised_fields(tmp_path: Path) -> None:
+    """``tickets --json`` lists number, exact tag, subject, status, organisation and requester."""
+    await populate(tmp_path)
+    result = cli("--config", str(config_file(tmp_path)), "tickets", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [{k: row[k] for k in ("number", "tag", "subject", "status", "organisation", "requester")}
+            for row in rows] == [
+        {"number": 10000, "tag": "[MH#10000]", "subject": "Server down", "status": "new",
+         "organisation": "Customer GmbH", "requester": "anna@customer.example"},
+        {"number": 10001, "tag": "[MH#10001]", "subject": "Hallo Welt", "status": "new",
+         "organisation": None, "requester": "eve@elsewhere.example"},
+    ]
+
+
+async def test_tickets_table_is_readable(tmp_path: Path) -> None:
+    """Without ``--json`` the tickets come as an aligned table with a heading."""
+    await populate(tmp_path)
+    result = cli("--config", str(config_file(tmp_path)), "tickets")
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["TAG", "STATUS", "ORGANISATION", "REQUESTER", "SUBJECT"]
+    assert "[MH#10000]" in lines[1] and "Customer GmbH" in lines[1] and "Server down" in lines[1]
+    assert "[MH#10001]" in lines[2] and "Hallo Welt" in lines[2]
+
+
+async def test_ticket_show_json_has_participants_vms_and_articles(tmp_path: Path) -> None:
+    """``ticket show N --json`` gives participants, VMs with flags and articles with attachments."""
+    await populate(tmp_path)
+    result = cli("--config", str(config_file(tmp_path)), "ticket", "show", "10000", "--json")
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)
+    assert view["tag"] == "[MH#10000]"
+    assert [(p["address"], p["status"], p["role"]) for p in view["participants"]] == [
+        ("anna@customer.example", "active", "requester"), ("bob@customer.example", "unverified", "cc")]
+    assert view["vms"] == [{"name": "de-fr-srv-0815", "organisation": "Customer GmbH", "flags": []}]
+    [article] = view["articles"]
+    assert (article["author"], article["author_status"], article["kind"]) == (
+        "anna@customer.example", "authorised", "mail")
+    assert article["visible_text"].strip() == "de-fr-srv-0815 is down."
+    assert "de-fr-srv-0815 is down." in article["text"]
+    [attachment] = article["attachments"]
+    assert attachment["name"] == "log.txt" and attachment["size"] == len(b"kernel panic\n")
+    assert len(attachment["sha256"]) == 64
+
+
+async def test_ticket_show_text_and_unknown_number(tmp_path: Path) -> None:
+    """The readable view shows author status and text; an unknown number is an error naming it."""
+    await populate(tmp_path)
+    shown = cli("--config", str(config_file(tmp_path)), "ticket", "show", "10001")
+    assert "eve@elsewhere.example (unverified)" in shown.stdout
+    missing = cli("--config", str(config_file(tmp_path)), "ticket", "show", "424242")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "mailticketd: no ticket with number 424242"
+    bad = cli("--config", str(config_file(tmp_path)), "ticket", "show", "abc")
+    assert bad.returncode == 2 and "'abc' is not a number" in bad.stderr
+
+
+async def test_users_json(tmp_path: Path) -> None:
+    """``users --json`` lists address, status, organisation, role and authorised for each user."""
+    await populate(tmp_path)
+    rows = json.loads(cli("--config", str(config_file(tmp_path)), "users", "--json").stdout)
+    assert [{k: r[k] for k in ("address", "status", "organisation", "role", "authorised")} for r in rows] == [
+        {"address": "anna@customer.example", "status": "active", "organisation": "Customer GmbH",
+         "role": "manager", "authorised": True},
+        {"address": "bob@customer.example", "status": "unverified", "organisation": None, "role": "user",
+         "authorised": False},
+        {"address": "eve@elsewhere.example", "status": "unverified", "organisation": None, "role": "user",
+         "authorised": False},
+    ]
+
+
+async def test_failed_mail_is_listed_with_its_reason_and_retried_after_the_fix(tmp_path: Path) -> None:
+    """A mail that fails processing is kept as failed with the reason; ``inbox retry ID`` processes it once fixed."""
+    config = make_config(tmp_path, inbox={"max_attempts": 1})
+    path = config_file(tmp_path)
+    async with Daemon(config) as daemon:
+        with sqlite3.connect(config.storage.database) as conn:  # a broken store: every article insert fails
+            conn.execute("CREATE TRIGGER broken BEFORE INSERT ON articles "
+                         "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END")
+        await send(daemon.smtp_port, make_mail(subject="Will fail first"))
+        await settle(daemon)
+
+        listed = json.loads(cli("--config", str(path), "inbox", "--json").stdout)
+        assert [(row["status"], row["reason"]) for row in listed] == [
+            ("failed", "IntegrityError: disk quota exceeded")]
+        assert "disk quota exceeded" in cli("--config", str(path), "inbox").stdout
+
+        with sqlite3.connect(config.storage.database) as conn:
+            conn.execute("DROP TRIGGER broken")
+        retried = cli("--config", str(path), "inbox", "retry", str(listed[0]["id"]))
+        assert retried.returncode == 0, retried.stderr
+        daemon.worker.wake()
+        await settle(daemon)
+        async with daemon.db.read() as store:
+            assert [t.subject for t in await store.tickets.list()] == ["Will fail first"]
+    assert json.loads(cli("--config", str(path), "inbox", "--json").stdout) == []
+    again = cli("--config", str(path), "inbox", "retry", str(listed[0]["id"]))
+    assert again.returncode == 1 and "is done, not failed" in again.stderr
+    assert "no inbox row with id 999" in cli("--config", str(path), "inbox", "retry", "999").stderr

@@ -1,0 +1,94 @@
+"""Configuration: embedded defaults, the site TOML, and one clear line for every mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailticketd.config import ConfigError, config_path, load_config
+from tests.process import cli
+
+
+def test_embedded_defaults_match_the_design() -> None:
+    """With no file: SQLite under ./var/, SMTP on 127.0.0.1:2525, HTTP on 127.0.0.1:8025, maildir outbound."""
+    config = load_config(None)
+    assert config.source == "embedded defaults"
+    assert str(config.storage.database).startswith("var/")
+    assert (config.smtp.host, config.smtp.port) == ("127.0.0.1", 2525)
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 8025)
+    assert config.outbound.transport == "maildir" and str(config.outbound.maildir).startswith("var/")
+    assert config.mail.default_language == "de"
+    assert config.mail.vm_pattern.fullmatch("de-fr-srv-0815")
+
+
+def test_site_file_overrides_defaults(tmp_path: Path) -> None:
+    """Keys in the site TOML replace the defaults; addresses are kept lower-cased."""
+    path = tmp_path / "site.toml"
+    path.write_text('[mail]\naddresses = ["Support@Example.NET"]\ntag_prefix = "TT#"\n'
+                    '[smtp]\nlisten = "[::1]:25"\nmax_recipients = 5\n', encoding="utf-8")
+    config = load_config(path)
+    assert config.mail.addresses == ("support@example.net",)
+    assert config.mail.tag_prefix == "TT#"
+    assert (config.smtp.host, config.smtp.port, config.smtp.max_recipients) == ("::1", 25, 5)
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), [
+    ("[smtp]\nmax_recipients = \"many\"\n", "[smtp] max_recipients", "expected a whole number, got 'many'"),
+    ("[smtp]\nlisten_port = 25\n", "[smtp] listen_port", "unknown key"),
+    ("[database]\npath = \"x\"\n", "[database]", "unknown section"),
+    ("[mail]\nvm_pattern = \"de-(\"\n", "[mail] vm_pattern", "is not a valid regular expression"),
+    ("[mail]\ndefault_language = \"fr\"\n", "[mail] default_language", "must be one of de, en, got 'fr'"),
+    ("[mail]\naddresses = [\"not-an-address\"]\n", "[mail] addresses", "is not an e-mail address"),
+    ("[outbound]\ntransport = \"smtp\"\n", "[outbound] relay", 'is needed when transport = "smtp"'),
+    ("[smtp]\nlisten = \"localhost\"\n", "[smtp] listen", "expected host:port"),
+    ("[smtp\n", "(file)", "is not valid TOML"),
+])
+def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    """Each mistake is reported with the file, the key and what is wrong with it."""
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert error.value.key == key
+    assert str(error.value).startswith(f"{path}: {key}: ")
+    assert problem in error.value.problem
+
+
+def test_config_path_prefers_the_option_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--config`` wins over ``MAILTICKETD_CONFIG``; with neither, the embedded defaults are used."""
+    monkeypatch.setenv("MAILTICKETD_CONFIG", "/etc/from-env.toml")
+    assert config_path("/etc/explicit.toml") == Path("/etc/explicit.toml")
+    assert config_path(None) == Path("/etc/from-env.toml")
+    monkeypatch.delenv("MAILTICKETD_CONFIG")
+    assert config_path(None) is None
+
+
+def test_serve_with_an_unreadable_file_stops_with_one_clear_line(tmp_path: Path) -> None:
+    """``serve --config`` on a missing file exits 2 with one line naming the file."""
+    missing = tmp_path / "missing.toml"
+    result = cli("--config", str(missing), "serve")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"mailticketd: config error: {missing}: (file): cannot be read: No such file or directory"]
+
+
+def test_serve_reads_the_config_from_the_environment(tmp_path: Path) -> None:
+    """``MAILTICKETD_CONFIG`` is read: a wrong type there stops start-up naming the key and that file."""
+    path = tmp_path / "env.toml"
+    path.write_text("[smtp]\nmax_message_size = true\n", encoding="utf-8")
+    result = cli("serve", env={"MAILTICKETD_CONFIG": str(path)})
+    assert result.returncode == 2
+    assert f"{path}: [smtp] max_message_size: expected a whole number, got True" in result.stderr
+
+
+def test_example_config_in_the_repository_is_valid_and_documents_every_key() -> None:
+    """``config/mailticketd.toml`` loads, and every default key appears in it (commented or not)."""
+    from mailticketd.config import load_defaults
+    example = Path(__file__).resolve().parents[1] / "config" / "mailticketd.toml"
+    load_config(example)
+    text = example.read_text(encoding="utf-8")
+    for section, keys in load_defaults().items():
+        assert f"[{section}]" in text, section
+        for key in keys:
+            assert f"{key} =" in text, f"[{section}] {key}"
