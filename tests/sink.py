@@ -36,6 +36,7 @@ class Sink:
         self.logins: list[str] = []
         self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 No such user"
         self.data_reply: str | None = None  # e.g. "451 4.3.0 Try again later"
+        self.refuse: dict[str, str] = {}  # recipient address → RCPT reply, e.g. "550 5.1.1 No such user"
         self._server: asyncio.Server | None = None
 
     @property
@@ -86,6 +87,8 @@ class Sink:
                           address: str, rcpt_options: list[str]) -> str:
         if self.rcpt_reply is not None:
             return self.rcpt_reply
+        if address.lower() in self.refuse:
+            return self.refuse[address.lower()]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -21,8 +21,6 @@ class IdentifyPeople:
             name = ctx.mail.from_.name if ctx.mail.from_ else ""
             known[author] = await ctx.store.users.create(author, name=name)
         ctx.sender = known.get(author) if author else None
-        if author and author in operators:
-            ctx.flags.append("operator-address-without-proof")
 
         register = ctx.config.mail.register_cc and ctx.kind == "mail"
         for address, name in others.items():
