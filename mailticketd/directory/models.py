@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Organisation flags set when a contact leaves and cleared when staff name a replacement.
+PRIMARY_CONTACT_LEFT = "primary-contact-left"
+MONITORING_CONTACT_LEFT = "monitoring-contact-left"
+
 
 @dataclass(frozen=True)
 class Organisation:
     id: int
     name: str
     primary_contact_id: int | None
+    flags: tuple[str, ...] = ()
+    created_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -21,14 +27,21 @@ class User:
     organisation: str | None
     status: str  # unverified | active | inactive
     role: str  # user | manager
-    authorised: bool
+    authorised: bool  # as stored; whether it holds today is policy.is_authorised()
     monitoring_contact: bool
     language: str | None
+    authorised_until: str | None = None  # YYYY-MM-DD: a temporary authorisation, valid through that day (UTC)
+    authorisation_note: str | None = None  # why a temporary authorisation was granted
 
     @property
     def is_manager(self) -> bool:
         """A manager of an organisation acts on all of its tickets, while active."""
         return self.role == "manager" and self.status == "active" and self.organisation_id is not None
+
+    @property
+    def is_temporary(self) -> bool:
+        """Authorised only until a date (the register-extract case)."""
+        return self.authorised and self.authorised_until is not None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Answer the helpdesk's policy questions: who may act on a ticket, and how to label an author."""
+"""Answer the helpdesk's policy questions: who may act on a ticket, who is authorised, how to label an author."""
 
 from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
 
 from mailticketd.directory.models import User
 from mailticketd.tickets.models import Ticket
@@ -12,6 +14,9 @@ OTHER_ORGANISATION = "other-organisation"
 AUTHORISED = "authorised"
 MEMBER = "user"
 UNKNOWN = "unknown"
+
+# A temporary authorisation ending within this time is shown to staff as about to expire.
+EXPIRY_WARNING = timedelta(days=7)
 
 
 def may_act_on(user: User | None, ticket: Ticket, participant_ids: frozenset[int], *, operator: bool) -> bool:
@@ -29,7 +34,31 @@ def may_act_on(user: User | None, ticket: Ticket, participant_ids: frozenset[int
     return user.is_manager and ticket.organisation_id is not None and user.organisation_id == ticket.organisation_id
 
 
-def author_status(user: User | None, organisation_id: int | None, *, operator: bool) -> str:
+def is_authorised(user: User, now: datetime) -> bool:
+    """True for an authorised contact at ``now``: not inactive, and a temporary authorisation not yet ended.
+
+    A temporary authorisation holds through its ``authorised_until`` day (UTC)
+    and ends by itself after it; nobody has to revoke it.
+    """
+    if not user.authorised or user.status == "inactive":
+        return False
+    return user.authorised_until is None or _today(now) <= date.fromisoformat(user.authorised_until)
+
+
+def expires_soon(user: User, now: datetime) -> bool:
+    """A temporary authorisation that still holds but ends within ``EXPIRY_WARNING``."""
+    if not user.is_temporary or not is_authorised(user, now):
+        return False
+    assert user.authorised_until is not None
+    return date.fromisoformat(user.authorised_until) < _today(now + EXPIRY_WARNING)
+
+
+def has_expired(user: User, now: datetime) -> bool:
+    """A temporary authorisation whose day has passed."""
+    return user.is_temporary and user.status != "inactive" and not is_authorised(user, now)
+
+
+def author_status(user: User | None, organisation_id: int | None, *, operator: bool, now: datetime) -> str:
     """The label operators see next to an author: the most important fact first."""
     if operator:
         return OPERATOR
@@ -43,6 +72,10 @@ def author_status(user: User | None, organisation_id: int | None, *, operator: b
         return OTHER_ORGANISATION
     if user.organisation_id is None:
         return UNVERIFIED
-    if user.authorised:
+    if is_authorised(user, now):
         return AUTHORISED
     return MEMBER
+
+
+def _today(now: datetime) -> date:
+    return now.astimezone(timezone.utc).date()

@@ -41,7 +41,7 @@ class StoreArticle:
         ctx.article_id = await store.articles.add(
             ticket_id=ticket.id, inbox_id=ctx.inbox_id, author_id=sender.id if sender else None,
             author_address=ctx.author_address or "", kind=ctx.kind,
-            author_status=author_status(sender, ticket.organisation_id, operator=ctx.operator),
+            author_status=author_status(sender, ticket.organisation_id, operator=ctx.operator, now=ctx.now),
             message_id=ctx.mail.message_id, subject=ctx.mail.subject, text=ctx.mail.text,
             visible_text=ctx.visible_text, html=ctx.mail.html, flags=ctx.flags,
         )
