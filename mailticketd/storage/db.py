@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from mailticketd.storage.audit import AuditRepository
 from mailticketd.storage.directory import (
     OrganisationRepository,
     UserRepository,
@@ -50,6 +51,7 @@ class Store:
         self.tickets = TicketRepository(conn)
         self.articles = ArticleRepository(conn)
         self.outbox = OutboxRepository(conn)
+        self.audit = AuditRepository(conn)
 
 
 def _migrations() -> list[tuple[int, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import aiosqlite
@@ -10,16 +11,22 @@ from mailticketd.clock import iso, utc_now
 from mailticketd.directory.models import Organisation, User, Vm
 
 _USER_COLUMNS = """u.id, u.address, u.name, u.organisation_id, o.name, u.status, u.role,
-    u.authorised, u.monitoring_contact, u.language"""
+    u.authorised, u.monitoring_contact, u.language, u.authorised_until, u.authorisation_note"""
 _USER_FROM = "users u LEFT JOIN organisations o ON o.id = u.organisation_id"
+_ORGANISATION_COLUMNS = "id, name, primary_contact_id, flags, created_at"
 
 
 def _user(values: aiosqlite.Row) -> User:
     return User(
         id=values[0], address=values[1], name=values[2], organisation_id=values[3], organisation=values[4],
         status=values[5], role=values[6], authorised=bool(values[7]), monitoring_contact=bool(values[8]),
-        language=values[9],
+        language=values[9], authorised_until=values[10], authorisation_note=values[11],
     )
+
+
+def _organisation(values: aiosqlite.Row) -> Organisation:
+    return Organisation(id=values[0], name=values[1], primary_contact_id=values[2],
+                        flags=tuple(json.loads(values[3])), created_at=values[4])
 
 
 def _marks(count: int) -> str:
@@ -31,30 +38,43 @@ class OrganisationRepository:
         self.conn = conn
 
     async def create(self, name: str) -> Organisation:
+        created_at = iso(utc_now())
         cursor = await self.conn.execute(
-            "INSERT INTO organisations (name, created_at) VALUES (?, ?)", (name, iso(utc_now()))
+            "INSERT INTO organisations (name, created_at) VALUES (?, ?)", (name, created_at)
         )
         assert cursor.lastrowid is not None
-        return Organisation(id=cursor.lastrowid, name=name, primary_contact_id=None)
+        return Organisation(id=cursor.lastrowid, name=name, primary_contact_id=None, created_at=created_at)
 
     async def set_primary_contact(self, organisation_id: int, user_id: int | None) -> None:
         await self.conn.execute(
             "UPDATE organisations SET primary_contact_id = ? WHERE id = ?", (user_id, organisation_id)
         )
 
+    async def set_flags(self, organisation_id: int, flags: Iterable[str]) -> None:
+        await self.conn.execute(
+            "UPDATE organisations SET flags = ? WHERE id = ?", (json.dumps(sorted(set(flags))), organisation_id)
+        )
+
     async def by_id(self, organisation_id: int) -> Organisation | None:
         async with self.conn.execute(
-            "SELECT id, name, primary_contact_id FROM organisations WHERE id = ?", (organisation_id,)
+            f"SELECT {_ORGANISATION_COLUMNS} FROM organisations WHERE id = ?", (organisation_id,)
         ) as cursor:
             values = await cursor.fetchone()
-        return Organisation(*values) if values else None
+        return _organisation(values) if values else None
 
     async def by_name(self, name: str) -> Organisation | None:
+        """The organisation called ``name``, compared case-insensitively."""
         async with self.conn.execute(
-            "SELECT id, name, primary_contact_id FROM organisations WHERE name = ?", (name,)
+            f"SELECT {_ORGANISATION_COLUMNS} FROM organisations WHERE name = ?", (name,)
         ) as cursor:
             values = await cursor.fetchone()
-        return Organisation(*values) if values else None
+        return _organisation(values) if values else None
+
+    async def list(self) -> list[Organisation]:
+        async with self.conn.execute(
+            f"SELECT {_ORGANISATION_COLUMNS} FROM organisations ORDER BY name"
+        ) as cursor:
+            return [_organisation(values) for values in await cursor.fetchall()]
 
 
 class UserRepository:
@@ -112,6 +132,56 @@ class UserRepository:
         ) as cursor:
             return [_user(values) for values in await cursor.fetchall()]
 
+    async def members(self, organisation_id: int) -> list[User]:
+        """The organisation's users, inactive ones included, by address."""
+        async with self.conn.execute(
+            f"SELECT {_USER_COLUMNS} FROM {_USER_FROM} WHERE u.organisation_id = ? ORDER BY u.address",
+            (organisation_id,),
+        ) as cursor:
+            return [_user(values) for values in await cursor.fetchall()]
+
+    async def assign(self, user_id: int, organisation_id: int) -> None:
+        await self.conn.execute("UPDATE users SET organisation_id = ? WHERE id = ?", (organisation_id, user_id))
+
+    async def set_role(self, user_id: int, role: str) -> None:
+        await self.conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+
+    async def set_authorisation(self, user_id: int, authorised: bool, *, until: str | None = None,
+                                note: str | None = None) -> None:
+        """Authorise (for good, or ``until`` a day with a ``note``) or withdraw the authorisation."""
+        await self.conn.execute(
+            "UPDATE users SET authorised = ?, authorised_until = ?, authorisation_note = ? WHERE id = ?",
+            (int(authorised), until if authorised else None, note if authorised else None, user_id),
+        )
+
+    async def set_monitoring_contact(self, user_id: int, monitoring: bool) -> None:
+        await self.conn.execute("UPDATE users SET monitoring_contact = ? WHERE id = ?", (int(monitoring), user_id))
+
+    async def set_language(self, user_id: int, language: str | None) -> None:
+        await self.conn.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+
+    async def deactivate(self, user_id: int) -> None:
+        """Mark a user who left: inactive, no longer authorised or monitoring contact; the row stays."""
+        await self.conn.execute(
+            "UPDATE users SET status = 'inactive', authorised = 0, authorised_until = NULL,"
+            " authorisation_note = NULL, monitoring_contact = 0 WHERE id = ?", (user_id,)
+        )
+
+    async def has_tickets(self, user_id: int) -> bool:
+        """True if the user requested, takes part in or wrote to any ticket."""
+        async with self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM tickets WHERE requester_id = :id)"
+            " OR EXISTS (SELECT 1 FROM participants WHERE user_id = :id)"
+            " OR EXISTS (SELECT 1 FROM articles WHERE author_id = :id)", {"id": user_id}
+        ) as cursor:
+            values = await cursor.fetchone()
+        return bool(values and values[0])
+
+    async def delete(self, user_id: int) -> None:
+        """Remove a user without tickets, and their verification tokens."""
+        await self.conn.execute("DELETE FROM verification_tokens WHERE user_id = ?", (user_id,))
+        await self.conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+
     async def mark_delivery_failed(self, address: str, failure: str) -> bool:
         """Flag an address whose mail bounced; False if it belongs to no user."""
         cursor = await self.conn.execute(
@@ -162,3 +232,12 @@ class VmRepository:
             wanted,
         ) as cursor:
             return {values[1].lower(): Vm(*values) for values in await cursor.fetchall()}
+
+    async def list(self, organisation_id: int | None = None) -> list[Vm]:
+        """The inventory, or one organisation's part of it, by name."""
+        where, params = ("WHERE v.organisation_id = ?", (organisation_id,)) if organisation_id else ("", ())
+        async with self.conn.execute(
+            "SELECT v.id, v.name, v.organisation_id, o.name FROM vms v JOIN organisations o"
+            f" ON o.id = v.organisation_id {where} ORDER BY v.name", params,
+        ) as cursor:
+            return [Vm(*values) for values in await cursor.fetchall()]
