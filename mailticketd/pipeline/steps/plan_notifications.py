@@ -31,7 +31,9 @@ class PlanNotifications:
             await _tell_operators(ctx, ticket, "bounce")
         elif ctx.kind == "mail":
             await _tell_operators(ctx, ticket, "new" if ctx.decision == "new" else "reply")
-            if ctx.decision == "new":
+            if ctx.sender is not None and ctx.sender.status == "inactive":
+                await _not_enabled(ctx, ticket, ctx.sender)
+            elif ctx.decision == "new":
                 await _acknowledge(ctx, ticket)
                 await _copy_primary_contact(ctx, ticket)
 
@@ -69,6 +71,15 @@ async def _acknowledge(ctx: Context, ticket: dict[str, Any]) -> None:
     context: dict[str, Any] = {"ticket": ticket, "recipient": _person(sender), "verification_url": url,
                                "verification_hours": hours}
     await _send(ctx, Letter("ack", "ack", sender.address, context, _language(ctx, sender), sender.name,
+                            AUTO_REPLIED))
+
+
+async def _not_enabled(ctx: Context, ticket: dict[str, Any], sender: User) -> None:
+    """A user who left is told neutrally that the address is not enabled; the mail itself is kept."""
+    if ctx.no_auto_reply or not await _may_answer(ctx, sender.address):
+        return
+    context = {"ticket": ticket, "recipient": _person(sender)}
+    await _send(ctx, Letter("notice", "not_enabled", sender.address, context, _language(ctx, sender), sender.name,
                             AUTO_REPLIED))
 
 

@@ -1,0 +1,70 @@
+"""DESIGN §1 by mail: inactive users, instructions from authorised contacts, other organisations' VMs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailticketd.app import Daemon
+from tests.helpers import make_mail
+from tests.outbound import OPERATOR, body_of, deliver, desk, mails_to, parsed, quiet, to
+from tests.test_threading import ticket, tickets
+
+
+async def organisation(daemon: Daemon, members: dict[str, dict]) -> None:
+    async with daemon.db.transaction() as store:
+        org = await store.organisations.create("Kunde GmbH")
+        for address, fields in members.items():
+            await store.users.create(address, organisation_id=org.id, **({"status": "active"} | fields))
+        other = await store.organisations.create("Andere AG")
+        await store.vms.add("de-be-srv-4711", other.id)
+
+
+async def test_inactive_user_is_kept_and_told_neutrally(tmp_path: Path) -> None:
+    """A deactivated user's mail is stored and shown to operators as inactive; the sender never reads "inactive"."""
+    async with desk(tmp_path) as (daemon, sink):
+        await organisation(daemon, {"weg@kunde.example": {"status": "inactive"}})
+        await deliver(daemon, make_mail("weg@kunde.example", subject="Noch eine Frage"))
+        [answer] = await mails_to(sink, 1, where=to("weg@kunde.example"))
+        text = body_of(parsed(answer)).lower()
+        assert "nicht freigeschaltet" in text and "organisation" in text
+        assert "inaktiv" not in text and "inactive" not in text
+        [notice] = await mails_to(sink, 1, where=to(OPERATOR))
+        assert "INAKTIVER Benutzer" in body_of(parsed(notice))
+        [only] = await tickets(daemon)
+        assert (await ticket(daemon, only["number"]))["articles"][0]["author_status"] == "inactive"
+
+
+async def test_inactive_user_cannot_reply_into_their_old_ticket(tmp_path: Path) -> None:
+    """After deactivation, a reply to the user's own ticket opens a new one; the old stays with the organisation."""
+    async with desk(tmp_path) as (daemon, sink):
+        await organisation(daemon, {"weg@kunde.example": {}})
+        await deliver(daemon, make_mail("weg@kunde.example", subject="Alt"))
+        async with daemon.db.transaction() as store:
+            await store.conn.execute("UPDATE users SET status = 'inactive' WHERE address = 'weg@kunde.example'")
+        await deliver(daemon, make_mail("weg@kunde.example", subject="Re: [MH#10000] Alt"))
+        all_tickets = await tickets(daemon)
+        assert [(t["number"], t["organisation"]) for t in all_tickets] == [(10000, "Kunde GmbH"), (10001, None)]
+
+
+async def test_operators_see_whether_a_request_is_an_instruction(tmp_path: Path) -> None:
+    """An authorised contact's mail is marked as an instruction; a normal user's as not authorised to instruct."""
+    async with desk(tmp_path) as (daemon, sink):
+        await organisation(daemon, {"chef@kunde.example": {"authorised": True, "role": "manager"},
+                                    "azubi@kunde.example": {}})
+        await deliver(daemon, make_mail("chef@kunde.example", subject="Bitte Firewall öffnen"))
+        await deliver(daemon, make_mail("azubi@kunde.example", subject="Bitte Firewall öffnen"))
+        first, second = await mails_to(sink, 2, where=to(OPERATOR))
+        assert "Weisung: ja, von einem weisungsberechtigten Kontakt" in body_of(parsed(first))
+        assert "Weisung: NEIN, nicht weisungsberechtigt" in body_of(parsed(second))
+
+
+async def test_vm_of_another_organisation_is_flagged_only_for_operators(tmp_path: Path) -> None:
+    """Operators see the other organisation's VM flagged; the customer's acknowledgement does not mention it."""
+    async with desk(tmp_path) as (daemon, sink):
+        await organisation(daemon, {"chef@kunde.example": {}})
+        await deliver(daemon, make_mail("chef@kunde.example", subject="Neustart", body="Bitte de-be-srv-4711 neu starten."))
+        [notice] = await mails_to(sink, 1, where=to(OPERATOR))
+        assert "VM: de-be-srv-4711 (Andere AG) [other-organisation]" in body_of(parsed(notice))
+        [ack] = await mails_to(sink, 1, where=to("chef@kunde.example"))
+        assert b"Andere AG" not in ack.raw and b"other-organisation" not in ack.raw
+        await quiet(daemon)
