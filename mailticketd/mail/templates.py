@@ -34,6 +34,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "command_error": {"ticket": _TICKET, "unknown": ["#clsoe"], "valid": ["#note", "#close"]},
     "delivery_failed": {"ticket": _TICKET, "recipient": "anna@example.com", "error": "550 5.1.1 unknown",
                         "original_subject": "[MH#10042] Server down"},
+    "welcome": {"recipient": _RECIPIENT, "organisation": "Example GmbH", "authorised": True, "manager": True,
+                "verification_url": "https://x/verify/t", "verification_hours": 72},
+    "contact_left": {"recipient": _RECIPIENT, "organisation": "Example GmbH",
+                     "left": {"address": "bob@example.com", "name": "Bob"}, "roles": ["primary", "monitoring"]},
 }
 
 
