@@ -18,15 +18,11 @@ from pathlib import Path
 import aiosqlite
 
 from mailticketd.storage.audit import AuditRepository
-from mailticketd.storage.directory import (
-    OrganisationRepository,
-    UserRepository,
-    VerificationRepository,
-    VmRepository,
-)
+from mailticketd.storage.directory import OrganisationRepository, UserRepository, VmRepository
 from mailticketd.storage.inbox import InboxRepository
 from mailticketd.storage.outbox import OutboxRepository
 from mailticketd.storage.tickets import ArticleRepository, TicketRepository
+from mailticketd.storage.verification import VerificationRepository
 
 
 class SchemaTooNew(Exception):

@@ -198,19 +198,6 @@ class UserRepository:
             return {values[0]: values[1] for values in await cursor.fetchall()}
 
 
-class VerificationRepository:
-    """Verification tokens, stored as their sha256 only."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.conn = conn
-
-    async def add(self, user_id: int, sha256: str, expires_at: str) -> None:
-        await self.conn.execute(
-            "INSERT INTO verification_tokens (user_id, sha256, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            (user_id, sha256, iso(utc_now()), expires_at),
-        )
-
-
 class VmRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
