@@ -5,11 +5,15 @@ These shapes are a stable interface for admins' scripts: add keys, never rename 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from mailticketd.clock import utc_now
 from mailticketd.config import Config
-from mailticketd.directory.models import User
+from mailticketd.directory.models import Organisation, User, Vm
+from mailticketd.directory.policy import expires_soon, has_expired, is_authorised
 from mailticketd.storage import Store
+from mailticketd.storage.audit import AuditEntry
 from mailticketd.storage.inbox import InboxRow
 from mailticketd.storage.tickets import ArticleView, TicketSummary
 from mailticketd.tickets.tags import format_tag
@@ -69,21 +73,79 @@ def _article_view(article: ArticleView) -> dict[str, Any]:
     }
 
 
-def user_view(user: User) -> dict[str, Any]:
+def user_view(user: User, now: datetime | None = None) -> dict[str, Any]:
+    """``authorised`` is whether the user is an authorised contact at ``now``: a temporary authorisation ends."""
     return {
         "address": user.address,
         "name": user.name,
         "status": user.status,
         "organisation": user.organisation,
         "role": user.role,
-        "authorised": user.authorised,
+        "authorised": is_authorised(user, now or utc_now()),
         "monitoring_contact": user.monitoring_contact,
         "language": user.language,
+        "authorised_until": user.authorised_until,
+        "authorisation_note": user.authorisation_note,
     }
 
 
-async def users_view(store: Store) -> list[dict[str, Any]]:
-    return [user_view(user) for user in await store.users.list()]
+async def users_view(store: Store, now: datetime | None = None) -> list[dict[str, Any]]:
+    return [user_view(user, now) for user in await store.users.list()]
+
+
+async def organisation_view(store: Store, organisation: Organisation, now: datetime) -> dict[str, Any]:
+    """An organisation with its members, contacts, VMs, flags, and the warnings staff should act on."""
+    members = await store.users.members(organisation.id)
+    present = [user for user in members if user.status != "inactive"]
+    primary = next((user for user in members if user.id == organisation.primary_contact_id), None)
+    authorised = [user.address for user in present if is_authorised(user, now)]
+    monitoring = [user.address for user in present if user.monitoring_contact]
+    warnings = list(organisation.flags)
+    if primary is None:
+        warnings.append("no-primary-contact")
+    if not authorised:
+        warnings.append("no-authorised-contact")
+    if not monitoring:
+        warnings.append("no-monitoring-contact")
+    for user in present:
+        if expires_soon(user, now):
+            warnings.append(f"temporary-authorisation-expires:{user.address}:{user.authorised_until}")
+        elif has_expired(user, now):
+            warnings.append(f"temporary-authorisation-expired:{user.address}:{user.authorised_until}")
+    return {
+        "name": organisation.name,
+        "created_at": organisation.created_at,
+        "primary_contact": primary.address if primary else None,
+        "authorised_contacts": authorised,
+        "monitoring_contacts": monitoring,
+        "managers": [user.address for user in present if user.role == "manager"],
+        "members": [user_view(user, now) | {"primary_contact": user.id == organisation.primary_contact_id}
+                    for user in members],
+        "vms": [vm.name for vm in await store.vms.list(organisation.id)],
+        "flags": list(organisation.flags),
+        "warnings": warnings,
+    }
+
+
+async def organisations_view(store: Store, now: datetime) -> list[dict[str, Any]]:
+    return [await organisation_view(store, organisation, now) for organisation in await store.organisations.list()]
+
+
+def vm_view(vm: Vm) -> dict[str, Any]:
+    return {"name": vm.name, "organisation": vm.organisation}
+
+
+async def vms_view(store: Store, organisation_id: int | None = None) -> list[dict[str, Any]]:
+    return [vm_view(vm) for vm in await store.vms.list(organisation_id)]
+
+
+def audit_entry_view(entry: AuditEntry) -> dict[str, Any]:
+    return {"id": entry.id, "at": entry.at, "actor": entry.actor, "action": entry.action, "subject": entry.subject,
+            "before": entry.before, "after": entry.after}
+
+
+async def audit_view(store: Store, subject: str | None = None) -> list[dict[str, Any]]:
+    return [audit_entry_view(entry) for entry in await store.audit.list(subject)]
 
 
 def inbox_row_view(row: InboxRow) -> dict[str, Any]:

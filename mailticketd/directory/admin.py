@@ -1,0 +1,416 @@
+"""The staff operations on the directory: check the rules, make the change, write the audit entry, queue the mails.
+
+Every operation runs in the caller's transaction, so a change, its audit entry
+and the mails it causes commit together or not at all.  A refused operation
+raises ``AdminError`` naming the bad value before anything is written.  An
+operation that would change nothing writes nothing and is not an error, so
+scripts can repeat themselves.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+from mailticketd.config import Config
+from mailticketd.directory.models import MONITORING_CONTACT_LEFT, PRIMARY_CONTACT_LEFT, Organisation, User, Vm
+from mailticketd.directory.policy import is_authorised
+from mailticketd.directory.verification import issue_verification, verification_url
+from mailticketd.outbox.mailer import Letter, Mailer
+from mailticketd.storage import Store
+
+ROLES = ("user", "manager")
+_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+_CSV_HEADER = (("name", "organisation"), ("name", "organization"))
+
+
+class AdminError(Exception):
+    """A staff operation is refused; the message names the bad value and, where there is one, the way out."""
+
+
+@dataclass(frozen=True)
+class VmImport:
+    added: list[Vm]
+    unchanged: list[Vm]
+
+
+class DirectoryAdmin:
+    """The staff's changes to organisations, users and VMs, made by ``actor`` at ``now`` inside one transaction."""
+
+    def __init__(self, store: Store, config: Config, mailer: Mailer, *, actor: str, now: datetime) -> None:
+        self.store = store
+        self.config = config
+        self.mailer = mailer
+        self.actor = actor
+        self.now = now
+
+    # -- looking things up -------------------------------------------------------------------------------------
+
+    async def organisation(self, name: str) -> Organisation:
+        found = await self.store.organisations.by_name(name.strip())
+        if found is None:
+            raise AdminError(f"unknown organisation {name!r}")
+        return found
+
+    async def user(self, address: str) -> User:
+        found = await self.store.users.by_address(address.strip())
+        if found is None:
+            raise AdminError(f"unknown user {address!r}")
+        return found
+
+    async def _reload(self, user: User) -> User:
+        found = await self.store.users.by_address(user.address)
+        assert found is not None
+        return found
+
+    # -- organisations -----------------------------------------------------------------------------------------
+
+    async def create_organisation(self, name: str, *, commercial: str, technical: str,
+                                  language: str | None = None) -> Organisation:
+        """A new customer: both contacts from the order become authorised managers, the technical one primary."""
+        name = " ".join(name.split())
+        if not name:
+            raise AdminError("the organisation name must not be empty")
+        existing = await self.store.organisations.by_name(name)
+        if existing is not None:
+            raise AdminError(f"organisation {existing.name!r} already exists")
+        addresses = list(dict.fromkeys([_address(technical), _address(commercial)]))
+        known = {address: await self._free_address(address) for address in addresses}
+
+        organisation = await self.store.organisations.create(name)
+        contacts = []
+        for address in addresses:
+            user = known[address]
+            if user is None:
+                user = await self.store.users.create(address, organisation_id=organisation.id, role="manager",
+                                                     authorised=True, language=language)
+                await self._audit("user.add", address, None, user)
+            else:  # an address that wrote to us before the order came in
+                await self._join(user, organisation, manager=True, authorised=True, language=language)
+            contacts.append(await self._reload(user))
+        technical_contact = contacts[0]
+        await self.store.organisations.set_primary_contact(organisation.id, technical_contact.id)
+        await self._audit_organisation("org.create", None, await self._organisation(organisation.id))
+        for user in contacts:
+            await self._welcome(user, organisation.name)
+        return await self._organisation(organisation.id)
+
+    async def set_primary_contact(self, organisation_name: str, address: str) -> Organisation:
+        """Make a member who has not left the organisation's primary contact."""
+        organisation = await self.organisation(organisation_name)
+        user = await self.user(address)
+        if user.organisation_id != organisation.id:
+            where = f"organisation {user.organisation!r}" if user.organisation else "no organisation"
+            raise AdminError(f"user {user.address!r} belongs to {where}, not to {organisation.name!r}: "
+                             "the primary contact must be a member of the organisation")
+        if user.status == "inactive":
+            raise AdminError(f"user {user.address!r} is inactive and cannot be the primary contact")
+        if organisation.primary_contact_id == user.id and PRIMARY_CONTACT_LEFT not in organisation.flags:
+            return organisation
+        await self.store.organisations.set_primary_contact(organisation.id, user.id)
+        await self.store.organisations.set_flags(organisation.id, set(organisation.flags) - {PRIMARY_CONTACT_LEFT})
+        after = await self._organisation(organisation.id)
+        await self._audit_organisation("primary.set", organisation, after)
+        return after
+
+    # -- users -------------------------------------------------------------------------------------------------
+
+    async def add_user(self, address: str, organisation_name: str, *, manager: bool = False,
+                       authorised: bool = False, language: str | None = None, name: str = "") -> User:
+        """Register a new address as a member of an organisation and send it a verification link."""
+        address = _address(address)
+        organisation = await self.organisation(organisation_name)
+        existing = await self.store.users.by_address(address)
+        if existing is not None and existing.organisation_id is None:
+            raise AdminError(f"address {address!r} is already known ({existing.status}, no organisation): "
+                             f"use 'mailticketd user assign {address} --org ORGANISATION'")
+        await self._free_address(address, organisation)
+        user = await self.store.users.create(address, name=name, organisation_id=organisation.id,
+                                             role="manager" if manager else "user", authorised=authorised,
+                                             language=language)
+        await self._audit("user.add", address, None, user)
+        await self._welcome(user, organisation.name)
+        return user
+
+    async def assign_user(self, address: str, organisation_name: str, *, manager: bool = False,
+                          authorised: bool = False, language: str | None = None) -> User:
+        """Put a known address without organisation (met in a mail) into one."""
+        organisation = await self.organisation(organisation_name)
+        user = await self.user(address)
+        if user.status == "inactive":
+            raise AdminError(f"user {user.address!r} is inactive")
+        await self._free_address(user.address, organisation)
+        user = await self._join(user, organisation, manager=manager, authorised=authorised, language=language)
+        if user.status == "unverified":
+            await self._welcome(user, organisation.name)
+        return user
+
+    async def authorise(self, address: str) -> User:
+        """Make a member an authorised contact without end date."""
+        user = await self._member(address)
+        if user.authorised and user.authorised_until is None:
+            return user
+        await self.store.users.set_authorisation(user.id, True)
+        return await self._changed("user.authorise", user)
+
+    async def authorise_temporarily(self, address: str, *, until: date, note: str) -> User:
+        """Authorise a member until a day, for an organisation left without authorised contacts."""
+        user = await self._member(address)
+        note = " ".join(note.split())
+        if not note:
+            raise AdminError("a temporary authorisation needs --note saying why (e.g. the register extract)")
+        if until <= self.now.astimezone(timezone.utc).date():
+            raise AdminError(f"the end date {until.isoformat()} is not in the future")
+        if user.authorised and user.authorised_until is None:
+            raise AdminError(f"user {user.address!r} is already an authorised contact without end date")
+        assert user.organisation_id is not None
+        others = [member.address for member in await self.store.users.members(user.organisation_id)
+                  if member.id != user.id and is_authorised(member, self.now)]
+        if others:
+            raise AdminError(f"organisation {user.organisation!r} has authorised contacts ({', '.join(others)}): "
+                             "a temporary authorisation is only for an organisation without any")
+        if user.authorised_until == until.isoformat() and user.authorisation_note == note:
+            return user
+        await self.store.users.set_authorisation(user.id, True, until=until.isoformat(), note=note)
+        return await self._changed("user.authorise", user)
+
+    async def deauthorise(self, address: str) -> User:
+        user = await self._member(address)
+        if not user.authorised:
+            return user
+        await self.store.users.set_authorisation(user.id, False)
+        return await self._changed("user.deauthorise", user)
+
+    async def set_role(self, address: str, role: str) -> User:
+        if role not in ROLES:
+            raise AdminError(f"unknown role {role!r} (expected {' or '.join(ROLES)})")
+        user = await self._member(address)
+        if user.role == role:
+            return user
+        await self.store.users.set_role(user.id, role)
+        return await self._changed("user.role", user)
+
+    async def set_monitoring_contact(self, address: str, monitoring: bool) -> User:
+        """Set or clear the monitoring-contact flag; setting one clears the organisation's reminder to."""
+        user = await self._member(address) if monitoring else await self.user(address)
+        if user.monitoring_contact == monitoring:
+            return user
+        await self.store.users.set_monitoring_contact(user.id, monitoring)
+        user = await self._changed("monitoring.set" if monitoring else "monitoring.unset", user)
+        if monitoring and user.organisation_id is not None:
+            organisation = await self._organisation(user.organisation_id)
+            if MONITORING_CONTACT_LEFT in organisation.flags:
+                await self.store.organisations.set_flags(organisation.id,
+                                                         set(organisation.flags) - {MONITORING_CONTACT_LEFT})
+                await self._audit_organisation("org.flags", organisation, await self._organisation(organisation.id))
+        return user
+
+    async def deactivate(self, address: str) -> tuple[User, list[str]]:
+        """Mark a user who left; if they were primary or monitoring contact, flag the organisation and ask its
+        authorised contacts for a replacement.  Returns the user and the addresses asked."""
+        user = await self.user(address)
+        if user.status == "inactive":
+            return user, []
+        await self.store.users.deactivate(user.id)
+        after = await self._changed("user.deactivate", user)
+        if user.organisation_id is None:
+            return after, []
+        organisation = await self._organisation(user.organisation_id)
+        roles = [role for role, held in (("primary", organisation.primary_contact_id == user.id),
+                                         ("monitoring", user.monitoring_contact)) if held]
+        if not roles:
+            return after, []
+        flags = set(organisation.flags)
+        if "primary" in roles:
+            flags.add(PRIMARY_CONTACT_LEFT)
+            await self.store.organisations.set_primary_contact(organisation.id, None)
+        if "monitoring" in roles:
+            flags.add(MONITORING_CONTACT_LEFT)
+        await self.store.organisations.set_flags(organisation.id, flags)
+        await self._audit_organisation("org.contact-left", organisation, await self._organisation(organisation.id))
+        asked = []
+        for member in await self.store.users.members(organisation.id):
+            if is_authorised(member, self.now):
+                context = {"recipient": _person(member), "organisation": organisation.name,
+                           "left": _person(user), "roles": roles}
+                await self._send(Letter("contact-left", "contact_left", member.address, context,
+                                        self._language(member), member.name))
+                asked.append(member.address)
+        return after, asked
+
+    async def delete_user(self, address: str) -> User:
+        """Remove a user entered by mistake: never one with tickets, never a primary or monitoring contact."""
+        user = await self.user(address)
+        if await self.store.users.has_tickets(user.id):
+            raise AdminError(f"user {user.address!r} has tickets and is never deleted: "
+                             f"use 'mailticketd user deactivate {user.address}' instead")
+        if user.monitoring_contact:
+            raise AdminError(f"user {user.address!r} is a monitoring contact: "
+                             f"use 'mailticketd monitoring unset {user.address}' first")
+        if user.organisation_id is not None:
+            organisation = await self._organisation(user.organisation_id)
+            if organisation.primary_contact_id == user.id:
+                raise AdminError(f"user {user.address!r} is the primary contact of {organisation.name!r}: "
+                                 "set another primary contact first")
+        await self.store.users.delete(user.id)
+        await self._audit("user.delete", user.address, user, None)
+        return user
+
+    # -- VMs ---------------------------------------------------------------------------------------------------
+
+    async def add_vm(self, name: str, organisation_name: str) -> Vm:
+        organisation = await self.organisation(organisation_name)
+        name = self._vm_name(name)
+        existing = (await self.store.vms.by_names([name])).get(name)
+        if existing is not None:
+            raise AdminError(f"VM {name!r} is already in the inventory of {existing.organisation!r}")
+        return await self._add_vm(name, organisation, "vm.add")
+
+    async def import_vms(self, source: str, text: str) -> VmImport:
+        """Add the VMs of a ``name,organisation`` CSV (header optional), all or none; listed ones stay as they are."""
+        wanted: dict[str, tuple[int, Organisation]] = {}
+        organisations: dict[str, Organisation] = {}
+        for line, row in enumerate(csv.reader(text.splitlines()), start=1):
+            cells = [cell.strip() for cell in row]
+            if not any(cells) or line == 1 and tuple(cell.lower() for cell in cells) in _CSV_HEADER:
+                continue
+            if len(cells) != 2:
+                raise AdminError(f"{source}, line {line}: expected 2 columns (name,organisation), "
+                                 f"got {len(cells)}: {','.join(row)!r}")
+            try:
+                name = self._vm_name(cells[0])
+                key = cells[1].lower()
+                organisations[key] = organisations.get(key) or await self.organisation(cells[1])
+            except AdminError as error:
+                raise AdminError(f"{source}, line {line}: {error}") from None
+            organisation = organisations[key]
+            if name in wanted and wanted[name][1].id != organisation.id:
+                first_line, first = wanted[name]
+                raise AdminError(f"{source}, line {line}: VM {name!r} is on line {first_line} "
+                                 f"for {first.name!r} and here for {organisation.name!r}")
+            wanted.setdefault(name, (line, organisation))
+        if not wanted:
+            raise AdminError(f"{source}: no VMs in the file (expected lines name,organisation)")
+        existing = await self.store.vms.by_names(wanted)
+        for name, (line, organisation) in wanted.items():
+            if name in existing and existing[name].organisation_id != organisation.id:
+                raise AdminError(f"{source}, line {line}: VM {name!r} is already in the inventory of "
+                                 f"{existing[name].organisation!r}, not {organisation.name!r}")
+        added = [await self._add_vm(name, organisation, "vm.import")
+                 for name, (_, organisation) in wanted.items() if name not in existing]
+        return VmImport(added=added, unchanged=[existing[name] for name in wanted if name in existing])
+
+    async def _add_vm(self, name: str, organisation: Organisation, action: str) -> Vm:
+        await self.store.vms.add(name, organisation.id)
+        vm = (await self.store.vms.by_names([name]))[name]
+        await self.store.audit.record(at=self.now, actor=self.actor, action=action, subject=name, before=None,
+                                      after={"name": vm.name, "organisation": vm.organisation})
+        return vm
+
+    def _vm_name(self, text: str) -> str:
+        pattern = self.config.mail.vm_pattern
+        if not pattern.fullmatch(text.strip()):
+            raise AdminError(f"{text!r} is not a VM name (expected the pattern {pattern.pattern})")
+        return text.strip().lower()
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    async def _free_address(self, address: str, organisation: Organisation | None = None) -> User | None:
+        """The user of ``address`` if it is in no organisation yet; refused if it belongs to one."""
+        user = await self.store.users.by_address(address)
+        if user is None or user.organisation_id is None:
+            if user is not None and user.status == "inactive":
+                raise AdminError(f"address {address!r} belongs to an inactive user")
+            return user
+        if organisation is not None and user.organisation_id == organisation.id:
+            raise AdminError(f"user {address!r} already belongs to organisation {organisation.name!r}")
+        raise AdminError(f"address {address!r} already belongs to organisation {user.organisation!r}; "
+                         "a person who is a contact for a second organisation needs a second address")
+
+    async def _member(self, address: str) -> User:
+        """A user who belongs to an organisation and has not left it."""
+        user = await self.user(address)
+        if user.organisation_id is None:
+            raise AdminError(f"user {user.address!r} belongs to no organisation: "
+                             f"use 'mailticketd user assign {user.address} --org ORGANISATION' first")
+        if user.status == "inactive":
+            raise AdminError(f"user {user.address!r} is inactive (has left {user.organisation!r})")
+        return user
+
+    async def _join(self, user: User, organisation: Organisation, *, manager: bool, authorised: bool,
+                    language: str | None) -> User:
+        await self.store.users.assign(user.id, organisation.id)
+        await self.store.users.set_role(user.id, "manager" if manager else "user")
+        if authorised:
+            await self.store.users.set_authorisation(user.id, True)
+        if language:
+            await self.store.users.set_language(user.id, language)
+        return await self._changed("user.assign", user)
+
+    async def _changed(self, action: str, before: User) -> User:
+        after = await self._reload(before)
+        await self._audit(action, before.address, before, after)
+        return after
+
+    async def _audit(self, action: str, subject: str, before: User | None, after: User | None) -> None:
+        await self.store.audit.record(at=self.now, actor=self.actor, action=action, subject=subject,
+                                      before=_user_state(before), after=_user_state(after))
+
+    async def _audit_organisation(self, action: str, before: Organisation | None, after: Organisation) -> None:
+        await self.store.audit.record(at=self.now, actor=self.actor, action=action, subject=after.name,
+                                      before=await self._organisation_state(before),
+                                      after=await self._organisation_state(after))
+
+    async def _organisation(self, organisation_id: int) -> Organisation:
+        found = await self.store.organisations.by_id(organisation_id)
+        assert found is not None
+        return found
+
+    async def _organisation_state(self, organisation: Organisation | None) -> dict[str, Any] | None:
+        if organisation is None:
+            return None
+        primary = None
+        if organisation.primary_contact_id is not None:
+            contact = (await self.store.users.by_ids([organisation.primary_contact_id])).get(
+                organisation.primary_contact_id)
+            primary = contact.address if contact else None
+        return {"name": organisation.name, "primary_contact": primary, "flags": list(organisation.flags)}
+
+    async def _welcome(self, user: User, organisation: str) -> None:
+        """The verification link with which a staff-registered contact sets a password."""
+        hours = self.config.http.verification_hours
+        token = await issue_verification(self.store, user.id, hours=hours, now=self.now)
+        context = {"recipient": _person(user), "organisation": organisation, "authorised": user.authorised,
+                   "manager": user.role == "manager",
+                   "verification_url": verification_url(self.config.http.base_url, token),
+                   "verification_hours": hours}
+        await self._send(Letter("verify", "welcome", user.address, context, self._language(user), user.name))
+
+    async def _send(self, letter: Letter) -> None:
+        await self.mailer.send(self.store, letter, now=self.now)
+
+    def _language(self, user: User) -> str:
+        return user.language or self.config.mail.default_language
+
+
+def _address(text: str) -> str:
+    address = text.strip().lower()
+    if not _ADDRESS.match(address):
+        raise AdminError(f"{text!r} is not an e-mail address")
+    return address
+
+
+def _user_state(user: User | None) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {"address": user.address, "organisation": user.organisation, "status": user.status, "role": user.role,
+            "authorised": user.authorised, "authorised_until": user.authorised_until,
+            "authorisation_note": user.authorisation_note, "monitoring_contact": user.monitoring_contact,
+            "language": user.language}
+
+
+def _person(user: User) -> dict[str, str]:
+    return {"address": user.address, "name": user.name}

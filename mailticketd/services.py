@@ -1,0 +1,15 @@
+"""Build what a process needs to queue mail, the same way for the daemon and the staff CLI."""
+
+from __future__ import annotations
+
+from mailticketd.config import Config
+from mailticketd.mail.templates import Templates
+from mailticketd.outbox.mailer import Mailer
+from mailticketd.tickets.tokens import load_signer
+
+
+def make_mailer(config: Config) -> Mailer:
+    """A mailer on the configured templates and reply-token secrets (the daemon's, read from the state directory)."""
+    templates = Templates(config.mail.templates)
+    signer = load_signer(config.mail.token_secrets, config.storage.database.parent)
+    return Mailer(config, templates, signer)
