@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import Message
+from functools import partial
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -70,10 +71,12 @@ class IncomingMail:
         return values[0] if values else None
 
 
-# ---- charsets ---------------------------------------------------------------
-
-# Codecs that are not charsets: they interpret backslashes or host names.
+# Codecs that are no charsets: they interpret backslashes or host names.
 _REFUSED_CODECS = frozenset({"unicode-escape", "raw-unicode-escape", "undefined", "idna", "punycode"})
+# Mailers label text in a superset with the older name (windows-1252 text as iso-8859-1);
+# decoding with the superset gets the same printable text and the extra characters right.
+_SUPERSETS = {"iso8859-1": "cp1252", "iso8859-9": "cp1254", "tis-620": "cp874", "iso8859-11": "cp874",
+              "gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949"}
 
 
 def _codec(charset: str) -> str | None:
@@ -83,8 +86,7 @@ def _codec(charset: str) -> str | None:
         return None
     if not getattr(info, "_is_text_encoding", True) or info.name in _REFUSED_CODECS:
         return None
-    # Mailers label windows-1252 text as iso-8859-1; cp1252 is a superset for printable text.
-    return "cp1252" if info.name == "iso8859-1" else info.name
+    return _SUPERSETS.get(info.name, info.name)
 
 
 def decode_bytes(data: bytes, charset: str | None = None, notes: list[str] | None = None) -> str:
@@ -92,21 +94,19 @@ def decode_bytes(data: bytes, charset: str | None = None, notes: list[str] | Non
     codec = _codec(charset) if charset else None
     if charset and codec is None and notes is not None:
         notes.append(f"unknown charset {charset!r}, decoded by fallback")
-    # A us-ascii label on 8-bit data says nothing, so such data goes down the undeclared chain.
+    # A us-ascii label on 8-bit data says nothing, so that data goes down the undeclared chain.
     for name in (codec, "utf-8"):
         if not name:
             continue
         try:
             text = data.decode(name)
-            text.encode("utf-8")  # some codecs yield lone surrogates, which are not text
+            text.encode("utf-8")  # some codecs yield lone surrogates, which are no text
             return text
         except Exception:  # noqa: BLE001 - any codec failure moves down the chain
             if name == codec and codec not in ("utf-8", "ascii") and notes is not None:
                 notes.append(f"body not valid {charset!r}, decoded by fallback")
     return data.decode("cp1252", errors="replace")
 
-
-# ---- headers ----------------------------------------------------------------
 
 # Encoded text may not hold spaces, but some mailers put them there (zammad-mail050).
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\r\n]*?)\?=")
@@ -115,16 +115,11 @@ _ENCODED_RUN = re.compile(rf"{_EW}(?:[ \t\r\n]*{_EW})*")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
-def _raw_bytes(value: object) -> bytes:
-    # compat32 keeps 8-bit header bytes as surrogate escapes; this restores the bytes.
-    return str(value).encode("utf-8", "surrogateescape")
-
-
 def _decode_run(run: str) -> str:
     """Decode adjacent encoded words, joining same-charset bytes split mid-character."""
     pieces: list[tuple[str, bytes]] = []
     for charset, encoding, payload in _ENCODED_WORD.findall(run):
-        charset = charset.split("*", 1)[0]
+        charset = charset.split("*", 1)[0].lower()
         try:
             if encoding in "bB":
                 data = base64.b64decode(payload + "=" * (-len(payload) % 4))
@@ -132,57 +127,67 @@ def _decode_run(run: str) -> str:
                 data = quopri.decodestring(payload.encode("ascii", "replace"), header=True)
         except Exception:  # noqa: BLE001 - a broken word stays as written
             return run
-        if pieces and pieces[-1][0] == charset.lower():
-            pieces[-1] = (pieces[-1][0], pieces[-1][1] + data)
-        else:
-            pieces.append((charset.lower(), data))
+        if pieces and pieces[-1][0] == charset:
+            data = pieces.pop()[1] + data
+        pieces.append((charset, data))
     return "".join(decode_bytes(data, charset) for charset, data in pieces)
+
+
+def _unfolded(value: object) -> str:
+    # compat32 keeps 8-bit header bytes as surrogate escapes; re-decode them with the chain.
+    raw = str(value).encode("utf-8", "surrogateescape")
+    text = raw.decode("ascii") if raw.isascii() else decode_bytes(raw)
+    return _FOLD.sub("", text).replace("\r", "").replace("\n", " ")
 
 
 def decode_header_text(value: object) -> str:
     """Decode one raw header value: 8-bit bytes via the charset chain, then RFC 2047 words."""
-    raw = _raw_bytes(value)
-    text = raw.decode("ascii") if raw.isascii() else decode_bytes(raw)
-    text = _FOLD.sub("", text).replace("\r", "").replace("\n", "")
-    return _ENCODED_RUN.sub(lambda m: _decode_run(m.group(0)), text)
+    return _ENCODED_RUN.sub(lambda m: _decode_run(m.group(0)), _unfolded(value))
 
 
 def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
-# ---- addresses and message ids ----------------------------------------------
-
-_ADDRESS_TOKENS = re.compile(
-    r'("(?:[^"\\]|\\.)*")|(\((?:[^()\\]|\\.)*\))|(<[^<>]*>)|(' + _ENCODED_RUN.pattern + ")"
-)
+_QUOTED_STRING_ESCAPES = str.maketrans({c: "\\" + c for c in '"()\\'})
 
 
-def _escape(text: str, specials: str) -> str:
-    return "".join("\\" + c if c in specials else c for c in text)
+def _quotable(run: re.Match[str]) -> str:
+    return _decode_run(run.group(0)).translate(_QUOTED_STRING_ESCAPES)
 
 
 def _prequote(text: str) -> str:
-    """Decode encoded words before address parsing, quoting them so a decoded comma stays a name."""
+    """Decode encoded words before address parsing, quoted, so a decoded comma stays in the name.
 
-    def replace(m: re.Match[str]) -> str:
-        token = m.group(0)
-        if m.group(1) or m.group(2):  # quoted string or comment: decode words inside it
-            inner = _ENCODED_RUN.sub(lambda w: _escape(_decode_run(w.group(0)), '"()\\'), token[1:-1])
-            return token[0] + inner + token[-1]
-        if m.group(3):
-            return token
-        return '"' + _escape(_decode_run(token), '"\\') + '"'
-
-    return _ADDRESS_TOKENS.sub(replace, text)
+    A linear scan rather than a regex: unterminated quotes must not cost quadratic time.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        opener = text[i]
+        if opener in '"(<':
+            closer = {'"': '"', "(": ")", "<": ">"}[opener]
+            j = i + 1
+            while j < len(text) and text[j] != closer:
+                j += 2 if text[j] == "\\" and opener != "<" else 1
+            inner, tail = text[i + 1 : j], text[j : j + 1]
+            if opener != "<":  # quoted string or comment: decode the words inside it
+                inner = _ENCODED_RUN.sub(_quotable, inner)
+            out.append(opener + inner + tail)
+            i = j + 1
+        elif match := _ENCODED_RUN.match(text, i):
+            out.append(f'"{_quotable(match)}"')
+            i = match.end()
+        else:
+            out.append(opener)
+            i += 1
+    return "".join(out)
 
 
 def _addresses(values: Iterable[object], notes: list[str]) -> tuple[Address, ...]:
     found: dict[str, Address] = {}
     for value in values:
-        raw = _raw_bytes(value)
-        text = _FOLD.sub("", raw.decode("ascii") if raw.isascii() else decode_bytes(raw))
-        text = _prequote(text.replace("\r", "").replace("\n", " "))
+        text = _prequote(_unfolded(value))
         try:
             pairs = get_addresses(text, decode_names=True)
         except Exception as exc:  # noqa: BLE001 - mail-parser raises more than its own errors
@@ -212,16 +217,14 @@ def _message_ids(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def _date(value: str | None) -> datetime | None:
-    if not value:
-        return None
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except Exception:  # noqa: BLE001 - any unparseable date is simply absent
+        parsed = email.utils.parsedate_to_datetime(value or "")
+    except Exception:  # noqa: BLE001 - an unparseable date is simply absent
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-# ---- MIME structure ---------------------------------------------------------
+_EXTENSIONS = {"message/rfc822": ".eml", "message/delivery-status": ".txt", "text/rfc822-headers": ".txt"}
 
 
 class _Body:
@@ -234,9 +237,7 @@ class _Body:
         self.attachments: list[Attachment] = []
 
     def visit(self, part: Message, in_attachment: bool = False, parent: str = "") -> None:
-        ctype = part.get_content_type()
         disposition = part.get_content_disposition() or ""
-        filename = _filename(part)
         # Only a multipart payload is read undecoded: get_payload() on text applies the charset.
         if part.get_content_maintype() != "message" and part.is_multipart():
             in_attachment = in_attachment or disposition == "attachment"
@@ -244,6 +245,11 @@ class _Body:
                 if isinstance(child, Message):
                     self.visit(child, in_attachment, part.get_content_subtype())
             return
+        leaf = partial(self._leaf, part, disposition, in_attachment, parent)
+        _attempt(self.notes, f"a {part.get_content_type()} part", leaf, None)
+
+    def _leaf(self, part: Message, disposition: str, in_attachment: bool, parent: str) -> None:
+        ctype, filename = part.get_content_type(), _filename(part)
         if ctype.startswith("multipart/"):  # boundary never found: readers show it as text
             ctype = "text/plain"
         bodylike = not (in_attachment or filename or disposition == "attachment")
@@ -252,29 +258,19 @@ class _Body:
             if not (self.plain or "").strip():
                 self.plain = text
             elif parent != "alternative":  # e.g. Apple Mail's text, image, text
-                self.plain += "\n" + text
+                self.plain = f"{self.plain}\n{text}"
         elif bodylike and ctype == "text/html":
-            if self.html is None:
-                self.html = self._text(part)
+            self.html = self._text(part) if self.html is None else self.html
         else:
-            self.attachments.append(Attachment(filename or self._generated_name(ctype), ctype, _content(part)))
+            generated = f"attachment-{len(self.attachments) + 1}"
+            extension = _EXTENSIONS.get(ctype) or mimetypes.guess_extension(ctype) or ".bin"
+            self.attachments.append(Attachment(filename or generated + extension, ctype, _content(part)))
 
     def _text(self, part: Message) -> str:
         data = part.get_payload(decode=True)
-        text = decode_bytes(data if isinstance(data, bytes) else b"", part.get_content_charset(), self.notes)
+        charset = _attempt(self.notes, "charset", part.get_content_charset, None)
+        text = decode_bytes(data if isinstance(data, bytes) else b"", charset, self.notes)
         return text.replace("\r\n", "\n").replace("\r", "\n")
-
-    def _generated_name(self, ctype: str) -> str:
-        extension = _EXTENSIONS.get(ctype) or mimetypes.guess_extension(ctype) or ".bin"
-        return f"attachment-{len(self.attachments) + 1}{extension}"
-
-
-_EXTENSIONS = {
-    "message/rfc822": ".eml",
-    "message/delivery-status": ".txt",
-    "message/disposition-notification": ".txt",
-    "text/rfc822-headers": ".txt",
-}
 
 
 def _filename(part: Message) -> str:
@@ -291,17 +287,13 @@ def _content(part: Message) -> bytes:
         chunks = []
         for block in part.get_payload():
             try:
-                chunks.append(block.as_bytes(policy=email.policy.compat32))
+                if isinstance(block, Message):
+                    chunks.append(block.as_bytes(policy=email.policy.compat32))
             except Exception:  # noqa: BLE001 - keep what can be serialised
                 chunks.append(str(block).encode("utf-8", "surrogateescape"))
         return b"".join(chunks)
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
-
-
-# ---- assembly ---------------------------------------------------------------
-
-_LEADING_BLANK_LINES = re.compile(rb"(?:[ \t]*\r?\n)+(?=[!-9;-~]+:)")
 
 
 def _attempt(notes: list[str], what: str, step: Callable[[], T], default: T) -> T:
@@ -312,21 +304,13 @@ def _attempt(notes: list[str], what: str, step: Callable[[], T], default: T) -> 
         return default
 
 
-def _flatten(defects: Iterable[object]) -> list[str]:
-    flat: list[str] = []
-    for entry in defects:
-        if isinstance(entry, dict):
-            flat.extend(f"{key}: {item}" for key, items in entry.items() for item in items)
-        else:
-            flat.append(str(entry))
-    return flat
-
-
 def _message(raw: bytes, notes: list[str]) -> Message:
     try:
         parsed = mailparser.parse_from_bytes(raw)
-        notes.extend(_flatten(parsed.defects))
-        return parsed.message
+        for entry in parsed.defects:  # a list of {part or header kind: [descriptions]}
+            notes.extend(f"{kind}: {item}" for kind, items in entry.items() for item in items)
+        message: Message = parsed.message
+        return message
     except Exception as exc:  # noqa: BLE001 - HeaderParseError, ValueError, TypeError, AttributeError...
         notes.append(f"fell back to email.message_from_bytes: {type(exc).__name__}: {exc}")
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
@@ -335,22 +319,25 @@ def _message(raw: bytes, notes: list[str]) -> Message:
     return message
 
 
+_LEADING_BLANK_LINES = re.compile(rb"(?:[ \t]*\r?\n)+(?=[!-9;-~]+:)")
+
+
 def _build(raw: bytes) -> IncomingMail:
     notes: list[str] = []
     if match := _LEADING_BLANK_LINES.match(raw):
         raw = raw[match.end() :]
         notes.append("removed blank lines before the header")
     message = _message(raw, notes)
-    items = _attempt(notes, "headers", lambda: [(n.lower(), v) for n, v in message.raw_items()], [])
+    items: list[tuple[str, str]] = _attempt(
+        notes, "headers", lambda: [(name.lower(), value) for name, value in message.raw_items()], []
+    )
     headers: dict[str, list[str]] = {}
     for name, value in items:
         headers.setdefault(name, []).append(_attempt(notes, name, lambda: decode_header_text(value), ""))
 
-    def raw_values(name: str) -> list[object]:
-        return [v for n, v in items if n == name]
-
     def addresses(name: str) -> tuple[Address, ...]:
-        return _attempt(notes, name, lambda: _addresses(raw_values(name), notes), ())
+        values = [v for n, v in items if n == name]
+        return _attempt(notes, name, lambda: _addresses(values, notes), ())
 
     senders = addresses("from")
     body = _Body(notes)
@@ -368,7 +355,7 @@ def _build(raw: bytes) -> IncomingMail:
         message_id=message_ids[0] if message_ids else None,
         in_reply_to=_message_ids(headers.get("in-reply-to", [])),
         references=_message_ids(headers.get("references", [])),
-        date=_date(headers.get("date", [None])[0]),
+        date=_date(headers.get("date", [""])[0]),
         text=text,
         html=body.html,
         attachments=tuple(body.attachments),

@@ -128,15 +128,17 @@ def _drop_trailer(lines: list[str]) -> list[str]:
     return lines
 
 
-def _unquoted_remainder(lines: list[str]) -> str:
-    """For bottom-posted and inline replies: the lines that are neither quoted nor attribution."""
-    kept = []
-    for line in lines:
-        text = line[:MAX_LINE].strip()
-        if text.startswith(">") or (_ATTRIBUTION_START.match(text) and _is_attribution(text)):
-            continue
-        kept.append(line)
-    return "\n".join(kept).strip()
+def _below_leading_quote(lines: list[str]) -> str:
+    """For bottom-posted replies: the text after the leading attribution and quote block."""
+    start = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    for index in range(start, min(start + 3, len(lines))):  # a wrapped attribution ends in ':'
+        if lines[index][:MAX_LINE].rstrip().endswith(":"):
+            start = index + 1
+            break
+    while start < len(lines) and (not lines[start].strip() or lines[start].lstrip().startswith(">")):
+        start += 1
+    rest = lines[start:]
+    return "\n".join(line.rstrip() for line in _drop_trailer(rest[: _own_cut(rest)])).strip()
 
 
 def _visible(text: str) -> str:
@@ -145,13 +147,9 @@ def _visible(text: str) -> str:
     reply = lines[: _library_cut(lines)]
     reply = _drop_trailer(reply[: _own_cut(reply)])
     visible = "\n".join(line.rstrip() for line in reply).strip()
-    if visible:
-        return visible
-    if any(line.strip().startswith(">") for line in lines):
-        remainder = _unquoted_remainder(lines[: _own_cut(lines[1:]) + 1])
-        if remainder:
-            return remainder
-    return text.strip()
+    if not visible and any(line.lstrip().startswith(">") for line in lines):
+        visible = _below_leading_quote(lines)
+    return visible or text.strip()
 
 
 def visible_text(text: str) -> str:
