@@ -261,3 +261,16 @@ async def test_bounce_is_stored_but_its_sender_is_not_registered(daemon: Daemon)
 async def _users(daemon: Daemon) -> list[dict[str, Any]]:
     async with daemon.db.read() as store:
         return await users_view(store)
+
+
+async def test_forwarded_mail_opens_a_ticket_showing_the_forwarded_text(daemon: Daemon) -> None:
+    """A ``WG:`` forward that opens a ticket keeps the forwarded mail in the visible text; a reply's quote is cut."""
+    body = ("Bitte anschauen.\n\n---------- Forwarded message ---------\nFrom: Monitoring <mon@customer.example>\n"
+            "Date: Mon, 2 Feb 2026 at 10:00\nSubject: de-fr-srv-0815 down\nTo: <anna@customer.example>\n\n"
+            "Host de-fr-srv-0815 is DOWN\n")
+    await deliver(daemon, make_mail(CUSTOMER, subject="WG: de-fr-srv-0815 down", body=body))
+    detail = await ticket(daemon, 10000)
+    assert "Host de-fr-srv-0815 is DOWN" in detail["articles"][0]["visible_text"]
+    quoted = "Danke.\n\nAm 02.02.2026 um 10:00 schrieb Support:\n> Host de-fr-srv-0815 is DOWN\n"
+    await deliver(daemon, make_mail(CUSTOMER, subject="Re: [MH#10000] WG: de-fr-srv-0815 down", body=quoted))
+    assert (await ticket(daemon, 10000))["articles"][1]["visible_text"] == "Danke."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mailticketd.directory.policy import author_status
 from mailticketd.mail.outlook import new_thread_index
 from mailticketd.pipeline.context import Context
@@ -9,6 +11,8 @@ from mailticketd.storage.tickets import NewAttachment
 from mailticketd.tickets.tags import strip_tags
 
 NO_SUBJECT = "(no subject)"
+# A forward opens a ticket about the forwarded mail: its text is the request, not quoted history.
+_FORWARD = re.compile(r"^\s*(?:fwd?|wg|tr|weitergeleitet)\s*:", re.IGNORECASE)
 
 
 class StoreArticle:
@@ -28,6 +32,8 @@ class StoreArticle:
             )
             thread_index = ctx.mail.header("thread-index") or new_thread_index(ctx.now)
             await store.tickets.set_thread_index(ctx.ticket.id, thread_index)
+            if _FORWARD.match(ctx.mail.subject) and ctx.mail.text.strip():
+                ctx.visible_text = ctx.mail.text.strip()
         elif ctx.kind == "mail" and not ctx.operator and (ctx.reopen or ctx.ticket.status == "pending"):
             ctx.ticket = await store.tickets.set_status(ctx.ticket.id, "open")
             if ctx.reopen:
