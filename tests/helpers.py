@@ -25,6 +25,7 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     """A config on real files under ``tmp_path``, SMTP on a free loopback port."""
     overrides: dict[str, dict[str, Any]] = {
         "smtp": {"listen": "127.0.0.1:0", "hostname": "mx.example.net"},
+        "http": {"listen": "127.0.0.1:0"},
         "mail": {"addresses": [SUPPORT, "helpdesk@example.net"]},
         "storage": {"database": str(tmp_path / "mailticketd.sqlite3")},
         "outbound": {"maildir": str(tmp_path / "maildir")},

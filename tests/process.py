@@ -20,6 +20,7 @@ def write_config(tmp_path: Path, extra: str = "") -> tuple[Path, int]:
     path = tmp_path / "mailticketd.toml"
     path.write_text(
         f'[smtp]\nlisten = "127.0.0.1:{port}"\n\n'
+        '[http]\nlisten = "127.0.0.1:0"\n\n'
         f'[mail]\naddresses = ["{SUPPORT}"]\n\n'
         f'[storage]\ndatabase = "{tmp_path / "db.sqlite3"}"\n\n'
         f'[outbound]\nmaildir = "{tmp_path / "maildir"}"\n\n'

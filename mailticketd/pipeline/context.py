@@ -81,6 +81,7 @@ class Context:
     unknown_commands: list[str] = field(default_factory=list)
     failed_recipients: list[str] = field(default_factory=list)
     article_id: int | None = None
+    author_status: str = ""
     vm_names: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
 

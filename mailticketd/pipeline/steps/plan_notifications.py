@@ -44,13 +44,12 @@ async def _send(ctx: Context, letter: Letter) -> None:
 
 
 async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> None:
-    assert ctx.ticket is not None and ctx.article_id is not None
+    assert ctx.ticket is not None
     vms = [{"name": vm.name, "organisation": vm.organisation, "flags": list(vm.flags)}
            for vm in await ctx.store.tickets.vms(ctx.ticket.id) if vm.name in ctx.vm_names]
-    [article] = [a for a in await ctx.store.articles.for_ticket(ctx.ticket.id) if a.id == ctx.article_id]
     context = {"ticket": ticket, "event": event, "author": ctx.author_address, "vms": vms,
-               "author_status": article.author_status, "flags": ctx.flags, "text": ctx.visible_text,
-               "attachments": [{"name": a.name, "size": a.size} for a in article.attachments]}
+               "author_status": ctx.author_status, "flags": ctx.flags, "text": ctx.visible_text,
+               "attachments": [{"name": a.name, "size": a.size} for a in ctx.mail.attachments]}
     for operator in ctx.config.operators.addresses:
         if operator != ctx.author_address:
             await _send(ctx, Letter("operator-notice", "operator_notice", operator, context,

@@ -44,10 +44,10 @@ class StoreArticle:
             members += [(user.id, "cc") for user in ctx.others]
             await store.tickets.add_participants(ticket.id, members)
 
+        ctx.author_status = author_status(sender, ticket.organisation_id, operator=ctx.operator, now=ctx.now)
         ctx.article_id = await store.articles.add(
             ticket_id=ticket.id, inbox_id=ctx.inbox_id, author_id=sender.id if sender else None,
-            author_address=ctx.author_address or "", kind=ctx.kind,
-            author_status=author_status(sender, ticket.organisation_id, operator=ctx.operator, now=ctx.now),
+            author_address=ctx.author_address or "", kind=ctx.kind, author_status=ctx.author_status,
             message_id=ctx.mail.message_id, subject=ctx.mail.subject, text=ctx.mail.text,
             visible_text=ctx.visible_text, html=ctx.mail.html, flags=ctx.flags,
         )
