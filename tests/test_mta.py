@@ -277,19 +277,23 @@ def test_documented_recipient_map_refuses_unknown_addresses_at_rcpt_and_passes_s
         assert row["rcpt_tos"] == [subaddress]
 
 
-def test_relay_security_none_hands_answers_to_a_postfix_with_a_self_signed_certificate(
-        tmp_path: Path, sink: Sink, desk: Desk, desk_port: int) -> None:
-    """With relay_security = "none" (docs/mta.md for a relay on loopback), the daemon's answers pass a Postfix that offers STARTTLS with a self-signed certificate, as Debian's default does."""
+@pytest.mark.parametrize("security", ["none", "auto"])
+def test_answers_pass_a_postfix_with_a_self_signed_certificate(
+        tmp_path: Path, sink: Sink, desk: Desk, desk_port: int, security: str) -> None:
+    """With relay_security "none" or "auto" the daemon's answers pass a Postfix that offers STARTTLS with a self-signed certificate (Debian's default); "auto" encrypts without checking it."""
     routes = {"example.net": desk_port, "customer.example": sink.port, "provider.example": sink.port}
     with Postfix(routes, self_signed_tls=True, keep_log=tmp_path / "postfix.log") as postfix:
         with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as client:
             client.ehlo("client.customer.example")
             assert client.has_extn("starttls")
-        desk(relay_port=postfix.port, outbound={"relay_security": "none"})
+        desk(relay_port=postfix.port, outbound={"relay_security": security})
         code, reply = submit(postfix.port, CUSTOMER, SUPPORT, make_mail(CUSTOMER, subject="Zertifikat"))
         assert code == 250, reply
         [ack] = mails_for(sink, CUSTOMER, 1, postfix)
-        assert passed_through_postfix(parsed(ack))
+        message = parsed(ack)
+        assert passed_through_postfix(message)
+        received = " ".join(str(value) for value in message.get_all("Received", []))
+        assert ("with ESMTPS" in received) == (security == "auto"), received  # ESMTPS: over TLS
 
 
 # -- swaks as the SMTP client

@@ -28,6 +28,9 @@ from mailticketd.outbox.transports.errors import DeliveryFailure, PermanentFailu
 
 # relay_security → aiosmtplib's start_tls: None upgrades when offered, True insists, False never tries.
 _START_TLS: dict[str, bool | None] = {"auto": None, "starttls": True, "none": False, "tls": False}
+# "auto" is opportunistic, like Postfix's "may": encrypt when offered, without checking the certificate
+# (a local relay's is usually self-signed). "starttls" and "tls" verify it.
+_VERIFY: dict[str, bool] = {"auto": False, "starttls": True, "none": True, "tls": True}
 _REFUSALS_OF_THE_MAIL = (SMTPSenderRefused, SMTPRecipientRefused, SMTPDataError)
 
 
@@ -63,6 +66,7 @@ class SmtpTransport:
         client = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, timeout=self.timeout,
             use_tls=self.security == "tls", start_tls=_START_TLS[self.security],
+            validate_certs=_VERIFY[self.security],
             username=self.username or None, password=self.password or None,
             tls_context=self.tls_context, local_hostname=self.local_hostname,
         )
@@ -83,6 +87,11 @@ def _failure(error: Exception, relay: str) -> DeliveryFailure:
         return PermanentFailure(answer) if 500 <= error.code <= 599 else TemporaryFailure(answer)
     if isinstance(error, SMTPResponseException):
         return TemporaryFailure(f"relay {relay} answered {error.code} {error.message}")
+    if isinstance(error, ssl.SSLError) or isinstance(error.__cause__, ssl.SSLError):
+        # A certificate that does not verify is the relay's problem (or its configuration's), not the mail's.
+        return TemporaryFailure(f"TLS with relay {relay} failed: {error}")
+    if isinstance(error, SMTPNotSupported) and "SMTPUTF8" not in str(error):
+        return TemporaryFailure(f"relay {relay} lacks a needed extension: {error}")
     if isinstance(error, (SMTPNotSupported, ValueError)):
         # An address aiosmtplib cannot put on the wire, or SMTPUTF8 the relay lacks: no retry helps.
         return PermanentFailure(f"relay {relay} cannot take this mail: {error}")
