@@ -1,4 +1,4 @@
-"""The daemon: one event loop with the SMTP listener and the inbox worker; signals stop it cleanly."""
+"""The daemon: one event loop with the SMTP and HTTP listeners and the workers; signals stop it cleanly."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from mailticketd.smtp.server import bound_port, start_smtp_server
 from mailticketd.storage import Database
 from mailticketd.systemd import notify
 from mailticketd.tickets.tokens import load_signer
+from mailticketd.web import build_web_server
 
 log = structlog.get_logger("mailticketd")
 
@@ -41,6 +42,7 @@ class Daemon:
         self.delivery = DeliveryWorker(self.db, config, make_transport(config.outbound))
         self.delivery.on_failed = failure_reporter(self.db, config, self.services.mailer, self.delivery.wake)
         self.worker = InboxWorker(self.db, config, self.pipeline, self.services, on_committed=self.delivery.wake)
+        self.web = build_web_server(config, self.db, self.services.mailer, on_queued=self.delivery.wake)
         self._smtp: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -49,18 +51,28 @@ class Daemon:
         assert self._smtp is not None
         return bound_port(self._smtp)
 
+    @property
+    def http_port(self) -> int:
+        return self.web.port
+
     async def start(self) -> None:
         await self.db.open()
         try:
             handler = InboundHandler(self.config, self.db, on_stored=self.worker.wake)
             self._smtp = await start_smtp_server(self.config, handler)
+            await self.web.start()
         except BaseException:
+            if self._smtp is not None:
+                self._smtp.close()
+                await self._smtp.wait_closed()
+                self._smtp = None
             await self.db.close()
             raise
         self._tasks = [asyncio.create_task(self.worker.run(), name="inbox-worker"),
                        asyncio.create_task(self.delivery.run(), name="delivery-worker")]
         log.info("daemon.started", version=__version__, config=self.config.source,
-                 smtp=f"{self.config.smtp.host}:{self.smtp_port}", database=str(self.config.storage.database))
+                 smtp=f"{self.config.smtp.host}:{self.smtp_port}",
+                 http=f"{self.config.http.host}:{self.http_port}", database=str(self.config.storage.database))
 
     async def stop(self) -> None:
         """Stop accepting, let the workers finish their current mail, close the database."""
@@ -68,6 +80,7 @@ class Daemon:
             self._smtp.close()
             await self._smtp.wait_closed()
             self._smtp = None
+        await self.web.stop()
         self.worker.stop()
         self.delivery.stop()
         await asyncio.gather(*self._tasks)

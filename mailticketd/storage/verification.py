@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import aiosqlite
 
 from mailticketd.clock import iso, utc_now
 from mailticketd.directory.models import User
-from mailticketd.storage.directory import _USER_COLUMNS, _USER_FROM, _user
+from mailticketd.storage.directory import _USER_COLUMNS, _user
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class VerificationRepository:
         """The token with this hash and its user, or None."""
         async with self.conn.execute(
             f"SELECT t.id, t.sha256, t.created_at, t.expires_at, t.used_at, {_USER_COLUMNS}"
-            f" FROM verification_tokens t JOIN {_USER_FROM} ON u.id = t.user_id WHERE t.sha256 = ?",
+            " FROM verification_tokens t JOIN users u ON u.id = t.user_id"
+            " LEFT JOIN organisations o ON o.id = u.organisation_id WHERE t.sha256 = ?",
             (sha256,),
         ) as cursor:
             values = await cursor.fetchone()
@@ -52,7 +54,8 @@ class VerificationRepository:
         return VerificationLink(
             id=values[0], sha256=values[1], created_at=datetime.fromisoformat(values[2]),
             expires_at=datetime.fromisoformat(values[3]),
-            used_at=datetime.fromisoformat(values[4]) if values[4] else None, user=_user(values[5:]),
+            used_at=datetime.fromisoformat(values[4]) if values[4] else None,
+            user=_user(cast(aiosqlite.Row, values[5:])),
         )
 
     async def use_all(self, user_id: int, now: datetime) -> int:
