@@ -1,0 +1,48 @@
+"""A real headless Chromium for page tests: Debian's ``chromium`` driven through its own ``chromedriver``.
+
+``make test`` installs both packages.  The driver's path is passed
+explicitly, so Selenium Manager never runs and nothing is downloaded.
+Selenium blocks: call it through ``asyncio.to_thread`` while the daemon
+serves from the test's event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARGUMENTS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1000,800",
+)
+# How long a page may take before a test gives up (seconds).
+PAGE_TIMEOUT = 30
+
+
+def available() -> bool:
+    """Whether Debian's chromium and chromium-driver are installed."""
+    return CHROMIUM.is_file() and CHROMEDRIVER.is_file()
+
+
+@contextmanager
+def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium with a fresh profile in ``profile``, quit afterwards."""
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in ARGUMENTS:
+        options.add_argument(argument)
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        driver.set_page_load_timeout(PAGE_TIMEOUT)
+        yield driver
+    finally:
+        driver.quit()
