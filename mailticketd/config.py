@@ -128,6 +128,11 @@ class OperatorsConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    stuck_after: float
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: str
     level: str
@@ -145,6 +150,7 @@ class Config:
     outbound: OutboundConfig
     http: HttpConfig
     operators: OperatorsConfig
+    health: HealthConfig
     log: LogConfig
 
 
@@ -280,6 +286,7 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
             authserv_id=v["operators"]["authserv_id"],
             trust_authentication_results=v["operators"]["trust_authentication_results"],
         ),
+        health=HealthConfig(**v["health"]),
         log=LogConfig(format=v["log"]["format"], level=v["log"]["level"]),
     )
 

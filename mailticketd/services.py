@@ -13,3 +13,13 @@ def make_mailer(config: Config) -> Mailer:
     templates = Templates(config.mail.templates)
     signer = load_signer(config.mail.token_secrets, config.storage.database.parent)
     return Mailer(config, templates, signer)
+
+
+def check_start_up(config: Config) -> None:
+    """Everything start-up checks without binding a port or touching the state: templates, pages, pipeline."""
+    from mailticketd.pipeline.order import Pipeline
+    from mailticketd.web.pages import Pages
+
+    Templates(config.mail.templates).check()
+    Pages(config.mail.templates, config.mail.from_name).check()
+    Pipeline()

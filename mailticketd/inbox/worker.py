@@ -13,6 +13,7 @@ from mailticketd.clock import utc_now
 from mailticketd.config import Config
 from mailticketd.mail.parse import IncomingMail, parse_mail
 from mailticketd.mail.reply import visible_text
+from mailticketd.metrics import Metrics
 from mailticketd.pipeline.context import Context, Envelope, Services
 from mailticketd.pipeline.order import Pipeline
 from mailticketd.pipeline.outcomes import Discard, Failure
@@ -40,12 +41,14 @@ class InboxWorker:
     """Process the inbox one mail at a time; a failing mail is kept and retried, never lost."""
 
     def __init__(self, db: Database, config: Config, pipeline: Pipeline, services: Services,
-                 clock: Callable[[], datetime] = utc_now, on_committed: Callable[[], None] | None = None) -> None:
+                 clock: Callable[[], datetime] = utc_now, on_committed: Callable[[], None] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.db = db
         self.config = config
         self.pipeline = pipeline
         self.services = services
         self.on_committed = on_committed
+        self.metrics = metrics or Metrics()
         self.clock = clock
         self._wake = asyncio.Event()
         self._stopping = False
@@ -106,10 +109,12 @@ class InboxWorker:
                 await self.pipeline.run(ctx)
             except Discard as outcome:
                 await store.inbox.mark_done(row.id, decision=outcome.reason, ticket_id=outcome.ticket_id)
+                self._count(row, outcome.reason)
                 log.info("mail.processed", decision=outcome.reason, author=ctx.author_address)
                 return
             ticket = ctx.ticket
             await store.inbox.mark_done(row.id, decision=ctx.decision, ticket_id=ticket.id if ticket else None)
+        self._count(row, ctx.decision)
         if self.on_committed is not None:
             self.on_committed()  # outgoing mail may be waiting
         log.info(
@@ -117,6 +122,11 @@ class InboxWorker:
             via=ctx.candidate.via if ctx.candidate else None, author=ctx.author_address,
             kind=ctx.kind, flags=ctx.flags, vms=ctx.vm_names,
         )
+
+    def _count(self, row: InboxRow, decision: str) -> None:
+        self.metrics.processed.labels(decision=decision).inc()
+        waited = (self.clock() - datetime.fromisoformat(row.received_at)).total_seconds()
+        self.metrics.latency.observe(max(0.0, waited))
 
     async def _record_failure(self, row: InboxRow, error: Exception) -> None:
         attempts = row.attempts + 1
@@ -126,5 +136,6 @@ class InboxWorker:
             retry_at = self.clock() + timedelta(seconds=self.config.inbox.retry_delay * 2 ** (attempts - 1))
         async with self.db.transaction() as store:
             await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
+        self.metrics.failed.inc()
         log.error("mail.failed", reason=reason, attempts=attempts, final=retry_at is None,
                   exc_info=error)

@@ -32,6 +32,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
     },
     "command_error": {"ticket": _TICKET, "unknown": ["#clsoe"], "valid": ["#note", "#close"]},
+    "not_enabled": {"ticket": _TICKET, "recipient": _RECIPIENT},
+    "test": {"recipient": "admin@example.com", "transport": "smtp", "sent_at": "2026-01-01T00:00:00+00:00"},
     "delivery_failed": {"ticket": _TICKET, "recipient": "anna@example.com", "error": "550 5.1.1 unknown",
                         "original_subject": "[MH#10042] Server down"},
     "welcome": {"recipient": _RECIPIENT, "organisation": "Example GmbH", "authorised": True, "manager": True,

@@ -17,6 +17,7 @@ import structlog
 
 from mailticketd.clock import iso, utc_now
 from mailticketd.config import Config
+from mailticketd.metrics import Metrics
 from mailticketd.outbox.transports import PermanentFailure, TemporaryFailure, Transport
 from mailticketd.storage import Database
 from mailticketd.storage.outbox import OutboxRow
@@ -30,7 +31,9 @@ class DeliveryWorker:
     """Work the outbox one row at a time; a row ends ``sent`` or ``failed``, never lost."""
 
     def __init__(self, db: Database, config: Config, transport: Transport,
-                 on_failed: OnFailed | None = None, clock: Callable[[], datetime] = utc_now) -> None:
+                 on_failed: OnFailed | None = None, clock: Callable[[], datetime] = utc_now,
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         self.db = db
         self.config = config
         self.transport = transport
@@ -101,6 +104,7 @@ class DeliveryWorker:
             return
         async with self.db.transaction() as store:
             await store.outbox.mark_sent(row.id, now=self.clock())
+        self.metrics.sent.inc()
         log.info("outbox.sent", **_fields(row))
 
     async def _retry_or_fail(self, row: OutboxRow, error: str) -> None:
@@ -114,12 +118,14 @@ class DeliveryWorker:
         next_attempt_at = now + timedelta(seconds=delay)
         async with self.db.transaction() as store:
             await store.outbox.mark_retry(row.id, error, next_attempt_at)
+        self.metrics.retried.inc()
         log.warning("outbox.retry", **_fields(row), error=error, attempts=attempts,
                     next_attempt_at=iso(next_attempt_at))
 
     async def _fail(self, row: OutboxRow, error: str, *, reason: str) -> None:
         async with self.db.transaction() as store:
             await store.outbox.mark_failed(row.id, error)
+        self.metrics.delivery_failed.inc()
         failed = replace(row, status="failed", attempts=row.attempts + 1, last_error=error)
         log.error("outbox.failed", **_fields(row), error=error, attempts=failed.attempts, reason=reason)
         if self.on_failed is None:

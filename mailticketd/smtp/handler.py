@@ -10,6 +10,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailticketd.config import Config
+from mailticketd.metrics import Metrics
 from mailticketd.smtp import replies
 from mailticketd.storage import Database
 
@@ -29,10 +30,12 @@ def message_id_of(raw: bytes) -> str | None:
 class InboundHandler:
     """Accept mail for the configured support addresses and store it durably before saying ``250``."""
 
-    def __init__(self, config: Config, db: Database, on_stored: Callable[[], None]) -> None:
+    def __init__(self, config: Config, db: Database, on_stored: Callable[[], None],
+                 metrics: Metrics | None = None) -> None:
         self.config = config
         self.db = db
         self.on_stored = on_stored
+        self.metrics = metrics or Metrics()
         self.local_addresses = set(config.mail.addresses)
 
     def accepts(self, address: str) -> bool:
@@ -43,13 +46,13 @@ class InboundHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.config.smtp.max_recipients:
-            log.info("smtp.refused", code=452, reason="too-many-recipients", peer=_peer(session))
+            self.refused(452, "too-many-recipients", peer=_peer(session))
             return replies.TOO_MANY_RECIPIENTS
         if "@" not in address:
-            log.info("smtp.refused", code=501, reason="bad-recipient", recipient=address, peer=_peer(session))
+            self.refused(501, "bad-recipient", recipient=address, peer=_peer(session))
             return replies.BAD_RECIPIENT
         if not self.accepts(address):
-            log.info("smtp.refused", code=550, reason="unknown-recipient", recipient=address, peer=_peer(session))
+            self.refused(550, "unknown-recipient", recipient=address, peer=_peer(session))
             return replies.UNKNOWN_RECIPIENT.format(address=address)
         envelope.rcpt_tos.append(address)
         return replies.RECIPIENT_OK
@@ -62,24 +65,30 @@ class InboundHandler:
         try:
             async with self.db.transaction() as store:
                 if await store.inbox.backlog() >= self.config.inbox.max_backlog:
-                    log.warning("smtp.refused", code=451, reason="backlog-full", **fields)
+                    self.refused(451, "backlog-full", **fields)
                     return replies.BACKLOG_FULL
                 inbox_id = await store.inbox.add(
                     peer=_peer(session), mail_from=envelope.mail_from or "<>", rcpt_tos=list(envelope.rcpt_tos),
                     message_id=message_id, raw=raw,
                 )
         except Exception as error:
-            log.error("smtp.refused", code=451, reason="storage-failed", error=f"{type(error).__name__}: {error}",
-                      **fields)
+            self.refused(451, "storage-failed", error=f"{type(error).__name__}: {error}", **fields)
             return replies.TRY_LATER
+        self.metrics.accepted.inc()
         log.info("smtp.accepted", code=250, inbox_id=inbox_id, **fields)
         self.on_stored()
         return replies.ACCEPTED.format(inbox_id=inbox_id)
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would answer "500 Error: (Type) message": permanent, and it leaks internals.
-        log.error("smtp.error", error=f"{type(error).__name__}: {error}")
+        self.refused(451, "handler-error", error=f"{type(error).__name__}: {error}")
         return replies.TRY_LATER
+
+    def refused(self, code: int, reason: str, **fields: object) -> None:
+        """Count and log one refusal (one event per refused transaction step)."""
+        self.metrics.refused.labels(code=str(code)).inc()
+        level = log.warning if code < 500 else log.info
+        level("smtp.refused", code=code, reason=reason, **fields)
 
 
 def _peer(session: Session) -> str:

@@ -28,13 +28,14 @@ class _Protocol(SMTP):
             data_size_limit=config.smtp.max_message_size, decode_data=False,
         )
         self._config = config
+        self._handler = handler
         self._counter = counter
         self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._counter["active"] >= self._config.smtp.max_connections:
             self._refused = True
-            log.warning("smtp.refused", code=421, reason="too-many-connections")
+            self._handler.refused(421, "too-many-connections")
             assert isinstance(transport, asyncio.WriteTransport)
             transport.write(replies.TOO_MANY_CONNECTIONS.encode() + b"\r\n")
             transport.close()
@@ -51,10 +52,10 @@ class _Protocol(SMTP):
     async def push(self, status: str | bytes) -> None:
         text = status.decode() if isinstance(status, bytes) else status
         if text.startswith("552 Error"):
-            log.info("smtp.refused", code=552, reason="too-big", peer=str(self.session.peer if self.session else ""))
+            self._handler.refused(552, "too-big", peer=str(self.session.peer if self.session else ""))
             text = replies.TOO_BIG.format(limit=self._config.smtp.max_message_size)
         elif text.startswith("500 Line too long"):
-            log.info("smtp.refused", code=500, reason="line-too-long")
+            self._handler.refused(500, "line-too-long")
             text = replies.LINE_TOO_LONG.format(limit=self._config.smtp.max_line_length)
         await super().push(text)
 

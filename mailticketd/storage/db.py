@@ -148,6 +148,16 @@ class Database:
             finally:
                 await conn.execute("ROLLBACK")
 
+    async def backup(self, target: Path) -> None:
+        """A consistent copy of the live database at ``target`` (SQLite's online backup API)."""
+        conn = self._require()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.unlink(missing_ok=True)
+        async with aiosqlite.connect(partial) as copy:
+            await conn.backup(copy)
+        partial.replace(target)
+
     def _require(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise RuntimeError("the database is not open")

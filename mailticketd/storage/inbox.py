@@ -76,6 +76,16 @@ class InboxRepository:
             row = await cursor.fetchone()
         return row[0] if row else None
 
+    async def stats(self) -> tuple[int, int, str | None]:
+        """Pending rows, failed rows, and since when the longest-waiting due row has been due."""
+        async with self.conn.execute(
+            "SELECT sum(status = 'pending'), sum(status = 'failed'),"
+            " min(CASE WHEN status = 'pending' THEN coalesce(next_attempt_at, received_at) END)"
+            " FROM inbox WHERE status != 'done'"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return (int(row[0] or 0), int(row[1] or 0), row[2]) if row else (0, 0, None)
+
     async def mark_done(self, inbox_id: int, *, decision: str, ticket_id: int | None) -> None:
         await self.conn.execute(
             "UPDATE inbox SET status = 'done', decision = ?, ticket_id = ?, reason = NULL,"

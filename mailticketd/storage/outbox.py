@@ -115,6 +115,12 @@ class OutboxRepository:
                 found[status] = int(count)
         return found
 
+    async def oldest_due(self) -> str | None:
+        """Since when the longest-waiting queued row has been due."""
+        async with self.conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued'") as cursor:
+            values = await cursor.fetchone()
+        return values[0] if values else None
+
     async def count_recent(self, rcpt_to: str, kinds: tuple[str, ...], since: datetime) -> int:
         """How many mails of ``kinds`` were queued for ``rcpt_to`` since ``since``, whatever became of them."""
         marks = ", ".join("?" for _ in kinds)

@@ -1,0 +1,46 @@
+"""Is the daemon well? The database answers and neither queue is stuck; the same report for HTTP and the CLI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mailticketd.clock import iso
+from mailticketd.metrics import Metrics
+from mailticketd.storage import Database
+
+
+async def health_report(db: Database, now: datetime, stuck_after: float,
+                        metrics: Metrics | None = None) -> dict[str, Any]:
+    """``ok`` is false when the database does not answer or a due mail has waited over ``stuck_after`` seconds."""
+    try:
+        async with db.read() as store:
+            pending, failed, inbox_due = await store.inbox.stats()
+            outbox = await store.outbox.counts()
+            outbox_due = await store.outbox.oldest_due()
+    except Exception as error:
+        return {"ok": False, "checked_at": iso(now),
+                "database": {"ok": False, "error": f"{type(error).__name__}: {error}"}}
+    inbox_wait = _waited(inbox_due, now)
+    outbox_wait = _waited(outbox_due, now)
+    report = {
+        "checked_at": iso(now),
+        "database": {"ok": True},
+        "inbox": {"ok": inbox_wait <= stuck_after, "pending": pending, "failed": failed,
+                  "oldest_due_seconds": round(inbox_wait, 1)},
+        "outbox": {"ok": outbox_wait <= stuck_after, "queued": outbox["queued"], "failed": outbox["failed"],
+                   "sent": outbox["sent"], "oldest_due_seconds": round(outbox_wait, 1)},
+    }
+    report["ok"] = report["inbox"]["ok"] and report["outbox"]["ok"]
+    if metrics is not None:
+        metrics.inbox_backlog.set(pending)
+        metrics.inbox_failed.set(failed)
+        metrics.outbox_queued.set(outbox["queued"])
+        metrics.outbox_failed.set(outbox["failed"])
+    return {"ok": report.pop("ok"), **report}
+
+
+def _waited(due: str | None, now: datetime) -> float:
+    if not due:
+        return 0.0
+    return max(0.0, (now - datetime.fromisoformat(due)).total_seconds())
