@@ -15,6 +15,9 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -46,3 +49,11 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+def submit(driver: webdriver.Chrome, button: WebElement) -> None:
+    """Click a form's button and wait until the answer has replaced the page (the URL may stay the same)."""
+    button.click()
+    WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.staleness_of(button))
+    WebDriverWait(driver, PAGE_TIMEOUT).until(
+        lambda current: current.execute_script("return document.readyState") == "complete")

@@ -467,7 +467,7 @@ def _open_and_set_password(driver: Any, url: str, password: str, screenshot: Pat
     driver.get(url)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "password_repeat").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    browser.submit(driver, driver.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     heading = driver.find_element(By.TAG_NAME, "h1").text
     driver.save_screenshot(str(screenshot))
     return heading + "\n" + driver.find_element(By.TAG_NAME, "main").text
