@@ -1,16 +1,23 @@
-"""The daemon: one event loop with the SMTP and HTTP listeners and the workers; signals stop it cleanly."""
+"""The daemon: one event loop with the SMTP and HTTP listeners and the workers; signals stop or reload it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import structlog
 
 from mailticketd import __version__
-from mailticketd.config import Config
+from mailticketd.clock import utc_now
+from mailticketd.config import Config, load_config
+from mailticketd.health import health_report
 from mailticketd.inbox.worker import InboxWorker
 from mailticketd.mail.templates import Templates
+from mailticketd.metrics import Metrics
 from mailticketd.outbox.failures import failure_reporter
 from mailticketd.outbox.mailer import Mailer
 from mailticketd.outbox.transports import make_transport
@@ -18,53 +25,79 @@ from mailticketd.outbox.worker import DeliveryWorker
 from mailticketd.pipeline.context import Services
 from mailticketd.pipeline.order import Pipeline
 from mailticketd.smtp.handler import InboundHandler
-from mailticketd.smtp.server import bound_port, start_smtp_server
+from mailticketd.smtp.server import SmtpListener, start_smtp_server
 from mailticketd.storage import Database
 from mailticketd.systemd import notify
 from mailticketd.tickets.tokens import load_signer
 from mailticketd.web import build_web_server
+from mailticketd.web.operations import Operations
+from mailticketd.web.pages import Pages
 
 log = structlog.get_logger("mailticketd")
 
+# Settings a reload cannot change: they are bound to sockets and files that stay open.
+_NEEDS_RESTART = (("smtp", "host"), ("smtp", "port"), ("http", "host"), ("http", "port"), ("http", "base_url"),
+                  ("storage", "database"))
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What a configuration makes, checked before the daemon uses it (at start and at every reload)."""
+
+    pipeline: Pipeline
+    services: Services
+    pages: Pages
+
+    @classmethod
+    def build(cls, config: Config) -> _Parts:
+        templates = Templates(config.mail.templates)
+        templates.check()
+        pages = Pages(config.mail.templates, config.mail.from_name)
+        pages.check()
+        signer = load_signer(config.mail.token_secrets, config.storage.database.parent)
+        services = Services(signer=signer, mailer=Mailer(config, templates, signer), templates=templates)
+        return cls(Pipeline(), services, pages)
+
 
 class Daemon:
-    """Everything that runs: start it, serve, stop it; usable in-process by the tests."""
+    """Everything that runs: start it, serve, reload, stop it; usable in-process by the tests."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.pipeline = Pipeline()
-        self.templates = Templates(config.mail.templates)
-        self.templates.check()
-        signer = load_signer(config.mail.token_secrets, config.storage.database.parent)
-        self.services = Services(signer=signer, mailer=Mailer(config, self.templates, signer),
-                                 templates=self.templates)
+        self.metrics = Metrics()
+        parts = _Parts.build(config)
+        self.pipeline, self.services = parts.pipeline, parts.services
         self.db = Database(config.storage.database, busy_timeout=config.storage.busy_timeout)
-        self.delivery = DeliveryWorker(self.db, config, make_transport(config.outbound))
+        self.delivery = DeliveryWorker(self.db, config, make_transport(config.outbound), metrics=self.metrics)
         self.delivery.on_failed = failure_reporter(self.db, config, self.services.mailer, self.delivery.wake)
-        self.worker = InboxWorker(self.db, config, self.pipeline, self.services, on_committed=self.delivery.wake)
+        self.worker = InboxWorker(self.db, config, self.pipeline, self.services, on_committed=self.delivery.wake,
+                                  metrics=self.metrics)
+        self.handler = InboundHandler(config, self.db, on_stored=self.worker.wake, metrics=self.metrics)
         self.web = build_web_server(config, self.db, self.services.mailer, on_queued=self.delivery.wake)
-        self._smtp: asyncio.Server | None = None
+        self.web.operations = Operations(self.health, self.metrics.render)
+        self._smtp: SmtpListener | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def smtp_port(self) -> int:
         assert self._smtp is not None
-        return bound_port(self._smtp)
+        return self._smtp.port
 
     @property
     def http_port(self) -> int:
         return self.web.port
 
+    async def health(self) -> dict[str, Any]:
+        return await health_report(self.db, utc_now(), self.config.health.stuck_after, self.metrics)
+
     async def start(self) -> None:
         await self.db.open()
         try:
-            handler = InboundHandler(self.config, self.db, on_stored=self.worker.wake)
-            self._smtp = await start_smtp_server(self.config, handler)
+            self._smtp = await start_smtp_server(self.handler)
             await self.web.start()
         except BaseException:
             if self._smtp is not None:
-                self._smtp.close()
-                await self._smtp.wait_closed()
+                await self._smtp.close(0)
                 self._smtp = None
             await self.db.close()
             raise
@@ -75,10 +108,9 @@ class Daemon:
                  http=f"{self.config.http.host}:{self.http_port}", database=str(self.config.storage.database))
 
     async def stop(self) -> None:
-        """Stop accepting, let the workers finish their current mail, close the database."""
+        """Stop accepting, let open SMTP sessions and the workers finish, close the database."""
         if self._smtp is not None:
-            self._smtp.close()
-            await self._smtp.wait_closed()
+            await self._smtp.close(self.config.smtp.drain_timeout)
             self._smtp = None
         await self.web.stop()
         self.worker.stop()
@@ -88,6 +120,23 @@ class Daemon:
         await self.db.close()
         log.info("daemon.stopped")
 
+    def reload(self, config: Config) -> list[str]:
+        """Use ``config`` and re-read the templates; raises (and changes nothing) when they are not usable.
+
+        Returns the changed settings that only a restart applies.
+        """
+        parts = _Parts.build(config)
+        restart = [f"[{section}] {key}" for section, key in _NEEDS_RESTART
+                   if getattr(getattr(config, section), key) != getattr(getattr(self.config, section), key)]
+        self.config = config
+        self.pipeline, self.services = parts.pipeline, parts.services
+        self.handler.config = config
+        self.worker.config, self.worker.pipeline, self.worker.services = config, parts.pipeline, parts.services
+        self.delivery.config, self.delivery.transport = config, make_transport(config.outbound)
+        self.delivery.on_failed = failure_reporter(self.db, config, parts.services.mailer, self.delivery.wake)
+        self.web.reload(config, parts.pages, parts.services.mailer)
+        return restart
+
     async def __aenter__(self) -> Daemon:
         await self.start()
         return self
@@ -96,18 +145,47 @@ class Daemon:
         await self.stop()
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT."""
+async def serve(config: Config, config_file: Path | None = None) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_file`` and the templates."""
     daemon = Daemon(config)
     await daemon.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(daemon, config_file))
+    watchdog = asyncio.create_task(_watchdog(daemon), name="watchdog")
     notify("READY=1")
     try:
         await stopping.wait()
         log.info("daemon.stopping")
         notify("STOPPING=1")
     finally:
+        watchdog.cancel()
         await daemon.stop()
+
+
+def _reload(daemon: Daemon, config_file: Path | None) -> None:
+    notify("RELOADING=1")
+    try:
+        restart = daemon.reload(load_config(config_file))
+    except Exception as error:  # a bad new config or template: keep running on the old one
+        log.error("daemon.reload_refused", error=str(error), config=str(config_file or "embedded defaults"))
+    else:
+        log.info("daemon.reloaded", config=daemon.config.source, needs_restart=restart)
+    notify("READY=1")
+
+
+async def _watchdog(daemon: Daemon) -> None:
+    """Tell systemd the loop is alive, twice per ``WatchdogSec`` (only when the unit sets one)."""
+    microseconds = os.environ.get("WATCHDOG_USEC")
+    if not microseconds or not microseconds.isdigit():
+        return
+    interval = int(microseconds) / 2_000_000
+    while True:
+        report = await daemon.health()
+        if report["database"]["ok"]:
+            notify("WATCHDOG=1")
+        else:
+            log.error("daemon.unhealthy", report=report)
+        await asyncio.sleep(interval)

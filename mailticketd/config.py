@@ -44,6 +44,7 @@ class SmtpConfig:
     max_recipients: int
     max_connections: int
     max_line_length: int
+    drain_timeout: float
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
             host=smtp_host, port=smtp_port, hostname=v["smtp"]["hostname"],
             max_message_size=v["smtp"]["max_message_size"], max_recipients=v["smtp"]["max_recipients"],
             max_connections=v["smtp"]["max_connections"], max_line_length=v["smtp"]["max_line_length"],
+            drain_timeout=v["smtp"]["drain_timeout"],
         ),
         mail=MailConfig(
             addresses=addresses, tag_prefix=v["mail"]["tag_prefix"], vm_pattern=vm_pattern,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,13 +16,14 @@ from tests.helpers import SUPPORT, free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_config(tmp_path: Path, extra: str = "") -> tuple[Path, int]:
+def write_config(tmp_path: Path, extra: str = "", *, http_port: int = 0,
+                 addresses: tuple[str, ...] = (SUPPORT,)) -> tuple[Path, int]:
     port = free_port()
     path = tmp_path / "mailticketd.toml"
     path.write_text(
         f'[smtp]\nlisten = "127.0.0.1:{port}"\n\n'
-        '[http]\nlisten = "127.0.0.1:0"\n\n'
-        f'[mail]\naddresses = ["{SUPPORT}"]\n\n'
+        f'[http]\nlisten = "127.0.0.1:{http_port}"\n\n'
+        f'[mail]\naddresses = {json.dumps(list(addresses))}\n\n'
         f'[storage]\ndatabase = "{tmp_path / "db.sqlite3"}"\n\n'
         f'[outbound]\nmaildir = "{tmp_path / "maildir"}"\n\n'
         f'[inbox]\npoll_interval = 0.2\n{extra}',
@@ -39,15 +41,15 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 class DaemonProcess:
     """``mailticketd serve`` in a child process, its stderr (JSON logs) kept in a file."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
-        self.config, self.port, self.log = config, port, log
+    def __init__(self, config: Path, port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        self.config, self.port, self.log, self.env = config, port, log, env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mailticketd", "--config", str(self.config), "serve"],
-                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, **self.env},
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -64,6 +66,20 @@ class DaemonProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait_for_event(self, name: str, count: int = 1, timeout: float = 30) -> list[dict[str, object]]:
+        """Wait until the log holds ``count`` events called ``name``; return them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [event for event in self.events() if event.get("event") == name]
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no {name} event in {self.log.read_text()}")
 
     def terminate(self) -> int:
         assert self.process is not None

@@ -12,7 +12,7 @@ from typing import Any
 
 from mailticketd.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, CommandError, Handler, emit
 from mailticketd.clock import utc_now
-from mailticketd.config import Config
+from mailticketd.config import Config, config_path
 from mailticketd.storage import Database, SchemaTooNew
 
 
@@ -31,7 +31,7 @@ def add_parsers(commands: Any, json_flag: argparse.ArgumentParser) -> dict[tuple
 def run_standalone(args: argparse.Namespace, config: Config) -> int | None:
     """The commands that need no database of their own; None for any other command."""
     if args.command == "serve":
-        return _serve(config)
+        return _serve(config, config_path(args.config))
     if args.command == "check-config":
         return _check_config(config)
     if args.command == "send-test":
@@ -39,13 +39,13 @@ def run_standalone(args: argparse.Namespace, config: Config) -> int | None:
     return None
 
 
-def _serve(config: Config) -> int:
+def _serve(config: Config, config_file: Path | None) -> int:
     from mailticketd.app import serve
     from mailticketd.logs import setup_logging
 
     setup_logging(config.log.format, config.log.level)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, config_file))
     except SchemaTooNew as error:
         print(f"mailticketd: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -36,12 +36,11 @@ class InboundHandler:
         self.db = db
         self.on_stored = on_stored
         self.metrics = metrics or Metrics()
-        self.local_addresses = set(config.mail.addresses)
 
     def accepts(self, address: str) -> bool:
         """Our support addresses, also with a ``+`` sub-address (reply tokens); nothing else."""
         local, at, domain = address.strip().lower().partition("@")
-        return bool(at) and f"{local.split('+', 1)[0]}@{domain}" in self.local_addresses
+        return bool(at) and f"{local.split('+', 1)[0]}@{domain}" in self.config.mail.addresses
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Run the SMTP listener inside the daemon's own event loop, with enhanced status codes and a connection limit."""
+"""Run the SMTP listener inside the daemon's own event loop: enhanced status codes, a connection limit, a drain."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import structlog
 from aiosmtpd.smtp import SMTP
 
 from mailticketd import __version__
-from mailticketd.config import Config
 from mailticketd.smtp import replies
 from mailticketd.smtp.handler import InboundHandler
 
@@ -20,58 +19,111 @@ log = structlog.get_logger("mailticketd.smtp")
 class _Protocol(SMTP):
     """aiosmtpd's SMTP with our limits and replies in place of its bare ones."""
 
-    def __init__(self, handler: InboundHandler, config: Config, counter: dict[str, int]) -> None:
+    def __init__(self, handler: InboundHandler, sessions: Sessions) -> None:
+        config = handler.config  # read per connection: a reload applies to new sessions
         # Read by SMTP.__init__ for its stream limit: real clients send longer lines than RFC 5321 allows.
         self.line_length_limit = config.smtp.max_line_length
         super().__init__(
             handler, hostname=config.smtp.hostname, ident=f"mailticketd {__version__}",
             data_size_limit=config.smtp.max_message_size, decode_data=False,
         )
-        self._config = config
+        self._limits = config.smtp
         self._handler = handler
-        self._counter = counter
+        self._sessions = sessions
         self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._counter["active"] >= self._config.smtp.max_connections:
+        if len(self._sessions.open) >= self._limits.max_connections or self._sessions.draining:
             self._refused = True
-            self._handler.refused(421, "too-many-connections")
+            self._handler.refused(421, "too-many-connections" if not self._sessions.draining else "shutting-down")
             assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(replies.TOO_MANY_CONNECTIONS.encode() + b"\r\n")
+            reply = replies.TOO_MANY_CONNECTIONS if not self._sessions.draining else replies.SHUTTING_DOWN
+            transport.write(reply.encode() + b"\r\n")
             transport.close()
             return
-        self._counter["active"] += 1
+        self._sessions.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
-        self._counter["active"] -= 1
+        self._sessions.discard(self)
         super().connection_lost(error)
 
     async def push(self, status: str | bytes) -> None:
         text = status.decode() if isinstance(status, bytes) else status
         if text.startswith("552 Error"):
             self._handler.refused(552, "too-big", peer=str(self.session.peer if self.session else ""))
-            text = replies.TOO_BIG.format(limit=self._config.smtp.max_message_size)
+            text = replies.TOO_BIG.format(limit=self._limits.max_message_size)
         elif text.startswith("500 Line too long"):
             self._handler.refused(500, "line-too-long")
-            text = replies.LINE_TOO_LONG.format(limit=self._config.smtp.max_line_length)
+            text = replies.LINE_TOO_LONG.format(limit=self._limits.max_line_length)
         await super().push(text)
 
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
-async def start_smtp_server(config: Config, handler: InboundHandler) -> asyncio.Server:
-    """Listen on ``[smtp] listen``; close with ``close()`` and ``wait_closed()``."""
+
+class Sessions:
+    """The open SMTP sessions, so that a shutdown can let them finish."""
+
+    def __init__(self) -> None:
+        self.open: set[_Protocol] = set()
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(self, protocol: _Protocol) -> None:
+        self.open.add(protocol)
+        self._idle.clear()
+
+    def discard(self, protocol: _Protocol) -> None:
+        self.open.discard(protocol)
+        if not self.open:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for open sessions to end; close the rest; returns how many were cut."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return 0
+        except TimeoutError:
+            left = list(self.open)
+            for protocol in left:
+                protocol.abort()
+            return len(left)
+
+
+class SmtpListener:
+    """The listening socket and its sessions."""
+
+    def __init__(self, server: asyncio.Server, sessions: Sessions) -> None:
+        self.server = server
+        self.sessions = sessions
+
+    @property
+    def port(self) -> int:
+        sockets: Any = self.server.sockets
+        return int(sockets[0].getsockname()[1])
+
+    async def close(self, drain_timeout: float) -> None:
+        """Stop accepting connections, let open sessions finish (up to ``drain_timeout``), then close."""
+        self.server.close()
+        cut = await self.sessions.drain(drain_timeout)
+        if cut:
+            log.warning("smtp.sessions_cut", count=cut, after_seconds=drain_timeout)
+        await self.server.wait_closed()
+
+
+async def start_smtp_server(handler: InboundHandler) -> SmtpListener:
+    """Listen on ``[smtp] listen``."""
     loop = asyncio.get_running_loop()
-    counter = {"active": 0}
+    sessions = Sessions()
+    config = handler.config
     server = await loop.create_server(
-        lambda: _Protocol(handler, config, counter), host=config.smtp.host, port=config.smtp.port,
+        lambda: _Protocol(handler, sessions), host=config.smtp.host, port=config.smtp.port,
         family=socket.AF_UNSPEC, reuse_address=True,
     )
-    return server
-
-
-def bound_port(server: asyncio.Server) -> int:
-    """The port the server listens on (useful with port 0)."""
-    sockets: Any = server.sockets
-    return int(sockets[0].getsockname()[1])
+    return SmtpListener(server, sessions)

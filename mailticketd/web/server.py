@@ -5,6 +5,8 @@ Routes::
     GET  /verify/{token}         the form to set a password (changes nothing)
     POST /verify/{token}         set the password, verify the address
     POST /verify/{token}/renew   mail a fresh link for an expired or used one
+    GET  /healthz                JSON health, 200 or 503 (web/operations.py)
+    GET  /metrics                Prometheus text format
 
 aiohttp's access log is off: it would write every token into the journal.
 Requests are logged at debug level with the route's pattern instead of the
@@ -22,6 +24,7 @@ from aiohttp import web
 
 from mailticketd.config import Config
 from mailticketd.directory.models import User
+from mailticketd.outbox.mailer import Mailer
 from mailticketd.directory.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
 from mailticketd.web.links import (
     EXPIRED,
@@ -34,6 +37,7 @@ from mailticketd.web.links import (
     Outcome,
     VerificationDesk,
 )
+from mailticketd.web.operations import Operations
 from mailticketd.web.pages import Pages
 
 log = structlog.get_logger("mailticketd.web")
@@ -65,12 +69,15 @@ class WebServer:
         self._prefix = urlsplit(config.http.base_url).path.rstrip("/")
         self._base_origin = _origin(config.http.base_url)
         self._runner: web.AppRunner | None = None
+        self.operations: Operations | None = None
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         app.router.add_get("/verify/{token}", self.show_form)
         app.router.add_post("/verify/{token}", self.set_password)
         app.router.add_post("/verify/{token}/renew", self.renew)
+        if self.operations is not None:
+            self.operations.add_routes(app)
         return app
 
     async def start(self) -> None:
@@ -90,6 +97,12 @@ class WebServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+    def reload(self, config: Config, pages: Pages, mailer: Mailer) -> None:
+        """New pages and mail settings; the listener and its address stay."""
+        self.pages = pages
+        self.desk.config = config
+        self.desk.mailer = mailer
 
     @property
     def port(self) -> int:
