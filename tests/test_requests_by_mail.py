@@ -68,3 +68,54 @@ async def test_vm_of_another_organisation_is_flagged_only_for_operators(tmp_path
         [ack] = await mails_to(sink, 1, where=to("chef@kunde.example"))
         assert b"Andere AG" not in ack.raw and b"other-organisation" not in ack.raw
         await quiet(daemon)
+
+
+async def _operator_answers(daemon: Daemon, sink, body: str) -> None:
+    [notice] = await mails_to(sink, 1, where=to(OPERATOR))
+    address = str(parsed(notice)["Reply-To"])
+    await deliver(daemon, make_mail(OPERATOR, to=address, subject="AW: Neuer Kollege", body=body),
+                  mail_from=OPERATOR, rcpt=[address])
+    await quiet(daemon)
+
+
+async def test_operator_carries_out_a_request_by_mail(tmp_path: Path) -> None:
+    """``#adduser`` and ``#authorise`` act on the ticket's organisation, are audited, and the operator gets the result."""
+    async with desk(tmp_path) as (daemon, sink):
+        await organisation(daemon, {"chef@kunde.example": {"authorised": True, "role": "manager"}})
+        await deliver(daemon, make_mail("chef@kunde.example", subject="Neuer Kollege",
+                                        body="Bitte neu@kunde.example anlegen und berechtigen."))
+        await _operator_answers(daemon, sink, "#adduser neu@kunde.example\n#authorise neu@kunde.example\n"
+                                              "Erledigt, der Kollege bekommt einen Link.")
+        async with daemon.db.read() as store:
+            user = await store.users.by_address("neu@kunde.example")
+            audit = await store.conn.execute_fetchall("SELECT actor, action FROM audit_log ORDER BY id")
+        assert user is not None and user.organisation == "Kunde GmbH" and user.authorised
+        assert [tuple(row) for row in audit] == [(OPERATOR, "user.add"), (OPERATOR, "user.authorise")]
+        [result] = [item for item in sink.received if OPERATOR in item.rcpt_tos
+                    and "Erledigt" in parsed(item)["Subject"]]
+        assert "#adduser neu@kunde.example: erledigt" in body_of(parsed(result))
+        assert any("Erledigt, der Kollege" in body_of(parsed(item)) for item in sink.received
+                   if "chef@kunde.example" in item.rcpt_tos)
+        assert [item for item in sink.received if "neu@kunde.example" in item.rcpt_tos]  # the verification mail
+
+
+async def test_refused_request_changes_nothing_and_sends_nothing_to_the_customer(tmp_path: Path) -> None:
+    """A command the rules refuse (another organisation's user as primary contact) undoes all and tells only the operator."""
+    async with desk(tmp_path) as (daemon, sink):
+        await organisation(daemon, {"chef@kunde.example": {"authorised": True, "role": "manager"}})
+        async with daemon.db.transaction() as store:
+            other = await store.organisations.by_name("Andere AG")
+            await store.users.create("fremd@andere.example", organisation_id=other.id, status="active")
+        await deliver(daemon, make_mail("chef@kunde.example", subject="Neuer Kollege"))
+        await _operator_answers(daemon, sink, "#adduser neu@kunde.example\n#primary fremd@andere.example\nErledigt.")
+        async with daemon.db.read() as store:
+            assert await store.users.by_address("neu@kunde.example") is None
+            organisation_now = await store.organisations.by_name("Kunde GmbH")
+        assert organisation_now.primary_contact_id is None
+        [result] = [item for item in sink.received if OPERATOR in item.rcpt_tos
+                    and "Abgelehnt" in parsed(item)["Subject"]]
+        text = body_of(parsed(result))
+        assert "#primary fremd@andere.example: abgelehnt: user 'fremd@andere.example' belongs to" in text
+        assert not [item for item in sink.received if "chef@kunde.example" in item.rcpt_tos
+                    and b"Erledigt." in item.raw]
+        assert (await ticket(daemon, 10000))["articles"][-1]["kind"] == "note"

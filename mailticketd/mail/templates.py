@@ -31,6 +31,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "vms": [{"name": "de-fr-srv-0815", "organisation": "Other AG", "flags": ["other-organisation"]}],
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
     },
+    "command_result": {"ticket": _TICKET, "done": False, "results": [
+        {"command": "#primary", "argument": "anna@example.com", "error": None},
+        {"command": "#authorise", "argument": "bob@example.com", "error": "unknown user 'bob@example.com'"}]},
     "command_error": {"ticket": _TICKET, "unknown": ["#clsoe"], "valid": ["#note", "#close"]},
     "not_enabled": {"ticket": _TICKET, "recipient": _RECIPIENT},
     "test": {"recipient": "admin@example.com", "transport": "smtp", "sent_at": "2026-01-01T00:00:00+00:00"},

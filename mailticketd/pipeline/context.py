@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from mailticketd.config import Config
 from mailticketd.directory.models import User
@@ -79,6 +80,7 @@ class Context:
     decision: str = ""
     status_change: str | None = None
     unknown_commands: list[str] = field(default_factory=list)
+    command_results: list[Any] = field(default_factory=list)  # apply_commands.CommandResult
     failed_recipients: list[str] = field(default_factory=list)
     article_id: int | None = None
     author_status: str = ""

@@ -37,6 +37,18 @@ class SchemaTooNew(Exception):
 class Store:
     """The repositories of one connection, used inside a transaction or a read."""
 
+    @asynccontextmanager
+    async def savepoint(self, name: str) -> AsyncIterator[None]:
+        """A part of the transaction that is undone alone when its block raises."""
+        await self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            await self.conn.execute(f"ROLLBACK TO {name}")
+            await self.conn.execute(f"RELEASE {name}")
+            raise
+        await self.conn.execute(f"RELEASE {name}")
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
         self.inbox = InboxRepository(conn)

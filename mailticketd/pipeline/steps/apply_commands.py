@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from mailticketd.directory.admin import AdminError, DirectoryAdmin
 from mailticketd.pipeline.context import Context
 
 STATUS_COMMANDS = {"#close": "closed", "#pending": "pending", "#open": "open"}
-VALID_COMMANDS = ("#note", "#close", "#pending", "#open", "#assign <operator>")
+# Requests of the ticket's organisation that operators carry out by mail, as the staff CLI would.
+DIRECTORY_COMMANDS = ("#primary", "#authorise", "#adduser")
+VALID_COMMANDS = ("#note", "#close", "#pending", "#open", "#assign <operator>", "#primary <address>",
+                  "#authorise <address>", "#adduser <address>")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    argument: str
+    error: str | None  # the refusal, worded as the CLI words it; None when done
 
 
 class ApplyCommands:
-    """Read ``#note``, ``#close``, ``#pending``, ``#open``, ``#assign``; an unknown command changes nothing."""
+    """Read the status, assignment and directory commands; an unknown or refused command changes nothing."""
 
     name = "apply-commands"
 
@@ -19,7 +32,7 @@ class ApplyCommands:
         commands, rest = split_commands(ctx.visible_text)
         ctx.kind = "reply"
         ctx.visible_text = rest
-        status, assignee, unknown = None, None, []
+        status, assignee, unknown, directory = None, None, [], []
         for command, argument in commands:
             if command == "#note":
                 ctx.kind = "note"
@@ -27,11 +40,16 @@ class ApplyCommands:
                 status = STATUS_COMMANDS[command]
             elif command == "#assign" and argument.lower() in ctx.config.operators.addresses:
                 assignee = argument.lower()
+            elif command in DIRECTORY_COMMANDS and argument:
+                directory.append((command, argument))
             else:
                 unknown.append(f"{command} {argument}".strip())
         if unknown:
             # Nothing is sent and nothing changes; the text stays as an internal note.
             ctx.unknown_commands = unknown
+            ctx.kind = "note"
+            return
+        if directory and not await _directory(ctx, directory):
             ctx.kind = "note"
             return
         if assignee:
@@ -42,6 +60,50 @@ class ApplyCommands:
             ctx.status_change = status
         elif ctx.kind == "reply" and ctx.ticket.status == "new":
             ctx.ticket = await ctx.store.tickets.set_status(ctx.ticket.id, "open")
+
+
+async def _directory(ctx: Context, commands: list[tuple[str, str]]) -> bool:
+    """Carry out all directory commands for the ticket's organisation, or none; False when one was refused."""
+    assert ctx.ticket is not None and ctx.author_address is not None
+    organisation = (await ctx.store.organisations.by_id(ctx.ticket.organisation_id)
+                    if ctx.ticket.organisation_id else None)
+    admin = DirectoryAdmin(ctx.store, ctx.config, ctx.services.mailer, actor=ctx.author_address, now=ctx.now)
+    results: list[CommandResult] = []
+    try:
+        async with ctx.store.savepoint("operator_commands"):
+            for command, argument in commands:
+                error = None
+                try:
+                    if organisation is None:
+                        raise AdminError(f"ticket {ctx.ticket.number} belongs to no organisation")
+                    await _carry_out(admin, command, argument, organisation.name)
+                except AdminError as refusal:
+                    error = str(refusal)
+                results.append(CommandResult(command, argument, error))
+            if any(result.error for result in results):
+                raise AdminError("refused")  # undo the commands that went through
+    except AdminError:
+        ctx.command_results = results
+        return False
+    ctx.command_results = results
+    ctx.flags += [f"done:{result.command} {result.argument}" for result in results]
+    return True
+
+
+async def _carry_out(admin: DirectoryAdmin, command: str, address: str, organisation: str) -> None:
+    if command == "#primary":
+        await admin.set_primary_contact(organisation, address)
+    elif command == "#authorise":
+        user = await admin.user(address)
+        if user.organisation != organisation:
+            raise AdminError(f"user {user.address!r} is not a member of {organisation!r}")
+        await admin.authorise(address)
+    else:
+        known = await admin.store.users.by_address(address)
+        if known is not None and known.organisation_id is None:
+            await admin.assign_user(address, organisation)
+        else:
+            await admin.add_user(address, organisation)
 
 
 def split_commands(text: str) -> tuple[list[tuple[str, str]], str]:

@@ -104,6 +104,13 @@ async def _from_operator(ctx: Context, ticket: dict[str, Any]) -> None:
         await _send(ctx, Letter("command-error", "command_error", ctx.author_address, context,
                                 ctx.config.mail.default_language))
         return
+    if ctx.command_results:
+        results = [{"command": r.command, "argument": r.argument, "error": r.error} for r in ctx.command_results]
+        context = {"ticket": ticket, "results": results, "done": not any(r.error for r in ctx.command_results)}
+        await _send(ctx, Letter("command-result", "command_result", ctx.author_address, context,
+                                ctx.config.mail.default_language))
+        if not context["done"]:
+            return
     customers = await _customers(ctx)
     if ctx.kind == "reply" and ctx.visible_text.strip():
         for user in customers:
