@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test venv browser clean
+.PHONY: run test venv system clean
 # apt-get needs root; a developer who is not root is asked through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -19,16 +19,11 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	$(BIN)/mailticketd serve
 
-# Debian's headless Chromium and its driver, for the page tests in a real browser (tests/browser.py).
-browser:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-		echo "installing Debian's chromium and chromium-driver"; \
-		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			chromium chromium-driver >/dev/null; \
-	fi
+# The Debian programs the tests drive (postfix, swaks, chromium, systemd-analyze); quiet when present.
+system:
+	@$(SUDO) bash tests/setup-system.sh
 
-test: venv browser
+test: venv system
 	$(BIN)/pytest
 
 clean:

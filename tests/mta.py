@@ -12,7 +12,7 @@ path must fit in a Unix socket name (108 bytes).  So the instance lives in a
 short world-traversable directory under ``/tmp``, and ``stop()`` copies the
 mail log next to the test's files before removing it.
 
-Postfix's master needs root; the packages come from ``tests/setup-mta.sh``.
+Postfix's master needs root; the packages come from ``tests/setup-system.sh``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import pytest
 from tests.helpers import free_port
 from tests.sink import Sink
 
-SETUP_HINT = "run `bash tests/setup-mta.sh` (installs Debian's postfix and swaks)"
+SETUP_HINT = "run `bash tests/setup-system.sh` (installs the Debian programs the tests drive)"
 HOSTNAME = "mta.example.test"
 
 # Only the services a relay-only Postfix uses, none chrooted (a private queue has no chroot jail).

@@ -4,7 +4,7 @@ Postfix (a private instance per test, ``tests/mta.py``) accepts mail for the
 support domain and relays it to the daemon by its transport map; the daemon's
 outbound relay is that same Postfix, which delivers customers' and operators'
 mail to a real SMTP sink.  The daemon runs as a real process.  Set-up:
-``bash tests/setup-mta.sh``; see ``docs/mta.md`` for the snippets these tests
+``bash tests/setup-system.sh``; see ``docs/mta.md`` for the snippets these tests
 exercise.
 """
 
