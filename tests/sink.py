@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +29,14 @@ class Received:
 class Sink:
     """Listen on 127.0.0.1 (port 0 picks a free one, kept across restarts)."""
 
-    def __init__(self, port: int = 0, *, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, port: int = 0, *, credentials: tuple[str, str] | None = None,
+                 tls: ssl.SSLContext | None = None, implicit_tls: bool = False) -> None:
         self.host = "127.0.0.1"
         self.port = port
         self.credentials = credentials
+        self.tls = tls  # offered with STARTTLS, or from the first byte with implicit_tls
+        self.implicit_tls = implicit_tls
+        self.sessions_over_tls: list[bool] = []
         self.received: list[Received] = []
         self.logins: list[str] = []
         self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 No such user"
@@ -48,6 +53,7 @@ class Sink:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self._protocol, host=self.host, port=self.port, family=socket.AF_INET, reuse_address=True,
+            ssl=self.tls if self.implicit_tls else None,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
@@ -71,6 +77,8 @@ class Sink:
         with warnings.catch_warnings():
             # AUTH without TLS is what the test wants; aiosmtpd warns about it on every connection.
             warnings.simplefilter("ignore", UserWarning)
+            if self.tls is not None and not self.implicit_tls:
+                auth["tls_context"] = self.tls
             return SMTP(self, hostname="relay.example", ident="test sink", decode_data=False, **auth)
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
@@ -97,5 +105,6 @@ class Sink:
             return self.data_reply
         raw = envelope.original_content
         assert isinstance(raw, bytes) and envelope.mail_from is not None
+        self.sessions_over_tls.append(self.implicit_tls or session.ssl is not None)
         self.received.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos), raw))
         return "250 OK queued"
