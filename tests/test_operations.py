@@ -10,8 +10,6 @@ import smtplib
 import socket
 import sqlite3
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import aiohttp

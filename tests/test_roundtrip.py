@@ -83,7 +83,7 @@ async def test_round_trip_customer_operator_customer(tmp_path: Path) -> None:
         # The customer replies to that, from Thunderbird, quoting it.
         again = make_mail(CUSTOMER, to=customer_reply_to, subject=f"Re: {to_customer['Subject']}",
                           in_reply_to=to_customer["Message-ID"].strip("<>"),
-                          body=(f"Danke, läuft!\n\nAm 02.02.26 um 10:05 schrieb Support:\n"
+                          body=("Danke, läuft!\n\nAm 02.02.26 um 10:05 schrieb Support:\n"
                                 + "\n".join(f"> {line}" for line in body_of(to_customer).splitlines())))
         await deliver(daemon, again, rcpt=[customer_reply_to])
         await quiet(daemon)

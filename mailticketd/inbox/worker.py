@@ -17,6 +17,7 @@ from mailticketd.metrics import Metrics
 from mailticketd.pipeline.context import Context, Envelope, Services
 from mailticketd.pipeline.order import Pipeline
 from mailticketd.pipeline.outcomes import Discard, Failure
+from mailticketd.queue_worker import QueueWorker
 from mailticketd.storage import Database
 from mailticketd.storage.inbox import InboxRow
 
@@ -37,8 +38,10 @@ def prepare(raw: bytes) -> PreparedMail:
     return PreparedMail(mail, visible_text(mail.text))
 
 
-class InboxWorker:
+class InboxWorker(QueueWorker):
     """Process the inbox one mail at a time; a failing mail is kept and retried, never lost."""
+
+    name = "inbox"
 
     def __init__(self, db: Database, config: Config, pipeline: Pipeline, services: Services,
                  clock: Callable[[], datetime] = utc_now, on_committed: Callable[[], None] | None = None,
@@ -50,33 +53,11 @@ class InboxWorker:
         self.on_committed = on_committed
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self._wake = asyncio.Event()
-        self._stopping = False
+        super().__init__()
 
-    def wake(self) -> None:
-        """New mail is in the inbox."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Finish the current mail, then return from ``run``."""
-        self._stopping = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            try:
-                worked = await self.process_next()
-            except Exception:
-                # The database itself failed; wait and try again rather than die.
-                log.exception("inbox.worker_error")
-                worked = False
-            if worked:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.config.inbox.poll_interval)
-            except TimeoutError:
-                pass
+    @property
+    def poll_interval(self) -> float:
+        return self.config.inbox.poll_interval
 
     async def drain(self) -> int:
         """Process every due row now; returns how many were handled."""

@@ -8,7 +8,6 @@ and that write is the only way a mail can go out twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ import structlog
 from mailticketd.clock import iso, utc_now
 from mailticketd.config import Config
 from mailticketd.metrics import Metrics
+from mailticketd.queue_worker import QueueWorker
 from mailticketd.outbox.transports import PermanentFailure, TemporaryFailure, Transport
 from mailticketd.storage import Database
 from mailticketd.storage.outbox import OutboxRow
@@ -27,8 +27,10 @@ log = structlog.get_logger("mailticketd.outbox")
 OnFailed = Callable[[OutboxRow, str], Awaitable[None]]
 
 
-class DeliveryWorker:
+class DeliveryWorker(QueueWorker):
     """Work the outbox one row at a time; a row ends ``sent`` or ``failed``, never lost."""
+
+    name = "outbox"
 
     def __init__(self, db: Database, config: Config, transport: Transport,
                  on_failed: OnFailed | None = None, clock: Callable[[], datetime] = utc_now,
@@ -39,33 +41,11 @@ class DeliveryWorker:
         self.transport = transport
         self.on_failed = on_failed
         self.clock = clock
-        self._wake = asyncio.Event()
-        self._stopping = False
+        super().__init__()
 
-    def wake(self) -> None:
-        """New rows are in the outbox."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Finish the current send, then return from ``run``."""
-        self._stopping = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            try:
-                worked = await self.process_next()
-            except Exception:
-                # The database itself failed; wait and try again rather than die.
-                log.exception("outbox.worker_error")
-                worked = False
-            if worked:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.config.outbound.poll_interval)
-            except TimeoutError:
-                pass
+    @property
+    def poll_interval(self) -> float:
+        return self.config.outbound.poll_interval
 
     async def drain(self) -> int:
         """Send every row that is due now, each at most once; returns how many were handled."""
