@@ -51,7 +51,7 @@ class Pages:
     def render(self, name: str, language: str, **context: Any) -> str:
         path = f"{language}/pages/{name}.html"
         try:
-            return self.env.get_template(path).render(context)
+            return self.env.get_template(path).render(context, language=language)
         except jinja2.TemplateNotFound as error:
             raise PageError(f"{self.folder / path}: missing ({error.name})") from error
         except jinja2.TemplateError as error:
