@@ -26,8 +26,10 @@ from tests.process import ROOT
 SCRIPT = """
 set -e
 mount --bind {state} {state}
+mkdir -p {state}/code && mount --bind {root} {state}/code
 mount -o remount,bind,ro /
 mount -t tmpfs -o size=16m,mode=1777 tmpfs /tmp
+case {root} in /tmp/*) mkdir -p {root} && mount --bind {state}/code {root} ;; esac  # a checkout under /tmp
 if touch /etc/mailticketd-sandbox-probe 2>/dev/null; then echo "the system is writable" >&2; exit 97; fi
 exec setpriv --no-new-privs --bounding-set=-all --inh-caps=-all \\
     {python} -m mailticketd --config {state}/mailticketd.toml serve
@@ -46,7 +48,7 @@ def test_daemon_works_inside_the_units_sandbox(tmp_path: Path) -> None:
         f'[mail]\naddresses = ["{SUPPORT}"]\n[operators]\naddresses = ["op@provider.example"]\n'
         f'[storage]\ndatabase = "{state}/var/mailticketd.sqlite3"\n[outbound]\nmaildir = "{state}/var/maildir"\n'
         '[log]\nformat = "json"\n', encoding="utf-8")
-    script = SCRIPT.format(state=state, python=sys.executable)
+    script = SCRIPT.format(state=state, python=sys.executable, root=ROOT)
     log = (tmp_path / "daemon.log").open("wb")
     process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
                                cwd=ROOT, stdout=log, stderr=log)
