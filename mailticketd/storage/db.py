@@ -10,6 +10,7 @@ SMTP side answers ``250``.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -141,24 +142,26 @@ class Database:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         conn = self._require()
         async with self._lock:
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                await conn.execute("BEGIN IMMEDIATE")
                 yield Store(conn)
+                await conn.execute("COMMIT")
             except BaseException:
-                await conn.execute("ROLLBACK")
+                # Also after a cancellation mid-BEGIN or a failed COMMIT: the connection must leave
+                # the lock outside any transaction, or every later BEGIN fails.
+                await asyncio.shield(_rollback(conn))
                 raise
-            await conn.execute("COMMIT")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:
         """A consistent read of the current state."""
         conn = self._require()
         async with self._lock:
-            await conn.execute("BEGIN")
             try:
+                await conn.execute("BEGIN")
                 yield Store(conn)
             finally:
-                await conn.execute("ROLLBACK")
+                await asyncio.shield(_rollback(conn))
 
     async def backup(self, target: Path) -> None:
         """A consistent copy of the live database at ``target`` (SQLite's online backup API)."""
@@ -174,6 +177,14 @@ class Database:
         if self._conn is None:
             raise RuntimeError("the database is not open")
         return self._conn
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    """End whatever transaction is open (runs after any statement still queued on the connection)."""
+    try:
+        await conn.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        pass  # no transaction was open
 
 
 async def _user_version(conn: aiosqlite.Connection) -> int:
