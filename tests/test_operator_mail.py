@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mailticketd.app import Daemon
 from tests.helpers import make_mail
 from tests.outbound import OPERATOR, body_of, deliver, desk, mails_to, parsed, quiet, to
@@ -103,3 +105,40 @@ async def test_reply_long_after_closing_opens_a_new_ticket_that_refers_to_the_ol
         assert "follows-closed-ticket:10000" in new["articles"][0]["flags"]
         notices = await mails_to(sink, 2, where=to(OPERATOR))
         assert "follows-closed-ticket:10000" in body_of(parsed(notices[-1]))
+
+
+async def test_operators_out_of_office_reply_never_reaches_the_customer(tmp_path: Path) -> None:
+    """An operator's auto-reply to a notice (with a valid token) is stored, and customers get nothing."""
+    async with desk(tmp_path) as (daemon, sink):
+        address = await operator_token(daemon, sink)
+        await deliver(daemon, make_mail(OPERATOR, to=address, subject="Abwesend: Backup fehlt",
+                                        body="Ich bin bis 3.1. nicht im Büro.",
+                                        headers={"Auto-Submitted": "auto-replied"}),
+                      mail_from="", rcpt=[address])
+        await quiet(daemon)
+        assert len(customer_mails(sink)) == 1  # the acknowledgement only
+        assert (await ticket(daemon, 10000))["articles"][-1]["kind"] == "auto-reply"
+
+
+async def test_operator_text_below_an_unquoted_header_block_is_not_sent_on(tmp_path: Path) -> None:
+    """When no new text stands above the quoted notice, nothing internal goes to the customer and the operator is told."""
+    async with desk(tmp_path) as (daemon, sink):
+        address = await operator_token(daemon, sink)
+        body = ("Von: Support <support@example.net>\nGesendet: Montag, 2. Februar 2026 10:00\n"
+                "An: op@provider.example\nBetreff: [MH#10000] Neues Ticket: Backup fehlt\n\n"
+                "Von: anna@customer.example (UNGEPRÜFTE Adresse)\nWeisung: NEIN\n\nDas Backup ist wieder da.\n")
+        await operator_says(daemon, address, body)
+        assert len(customer_mails(sink)) == 1
+        told = await mails_to(sink, 2, where=to(OPERATOR))
+        assert "Nichts gesendet" in parsed(told[-1])["Subject"]
+        assert (await ticket(daemon, 10000))["articles"][-1]["kind"] == "note"
+
+
+@pytest.mark.parametrize("headers, sender", [({"X-Loop": "support@example.net"}, "anna@customer.example"),
+                                             ({}, "helpdesk@example.net")])
+async def test_our_own_mail_coming_back_tells_nobody(tmp_path: Path, headers: dict[str, str], sender: str) -> None:
+    """Mail with our own X-Loop or from our own address is stored, and no operator notice is sent (no loop)."""
+    async with desk(tmp_path) as (daemon, sink):
+        await deliver(daemon, make_mail(sender, subject="Loop?", headers=headers), mail_from=sender)
+        await quiet(daemon)
+        assert sink.received == []

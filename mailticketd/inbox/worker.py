@@ -12,7 +12,7 @@ import structlog
 from mailticketd.clock import utc_now
 from mailticketd.config import Config
 from mailticketd.mail.parse import IncomingMail, parse_mail
-from mailticketd.mail.reply import visible_text
+from mailticketd.mail.reply import new_text, visible_text
 from mailticketd.metrics import Metrics
 from mailticketd.pipeline.context import Context, Envelope, Services
 from mailticketd.pipeline.order import Pipeline
@@ -30,12 +30,13 @@ class PreparedMail:
 
     mail: IncomingMail
     visible_text: str
+    new_text: str
 
 
 def prepare(raw: bytes) -> PreparedMail:
     """Parse once and cut the quoted history; runs in a worker thread."""
     mail = parse_mail(raw)
-    return PreparedMail(mail, visible_text(mail.text))
+    return PreparedMail(mail, visible_text(mail.text), new_text(mail.text))
 
 
 class InboxWorker(QueueWorker):
@@ -85,7 +86,8 @@ class InboxWorker(QueueWorker):
         envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos)
         async with self.db.transaction() as store:
             ctx = Context(inbox_id=row.id, envelope=envelope, mail=prepared.mail, visible_text=prepared.visible_text,
-                          store=store, config=self.config, services=self.services, now=self.clock())
+                          store=store, config=self.config, services=self.services, now=self.clock(),
+                          new_text=prepared.new_text)
             try:
                 await self.pipeline.run(ctx)
             except Discard as outcome:

@@ -141,7 +141,7 @@ def _below_leading_quote(lines: list[str]) -> str:
     return "\n".join(line.rstrip() for line in _drop_trailer(rest[: _own_cut(rest)])).strip()
 
 
-def _visible(text: str) -> str:
+def _visible(text: str, *, whole_if_empty: bool = True) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     reply = lines[: _library_cut(lines)]
@@ -149,7 +149,7 @@ def _visible(text: str) -> str:
     visible = "\n".join(line.rstrip() for line in reply).strip()
     if not visible and any(line.lstrip().startswith(">") for line in lines):
         visible = _below_leading_quote(lines)
-    return visible or text.strip()
+    return visible or (text.strip() if whole_if_empty else "")
 
 
 def visible_text(text: str) -> str:
@@ -160,3 +160,13 @@ def visible_text(text: str) -> str:
         return _visible(text)
     except Exception:  # noqa: BLE001 - a reply we cannot split is shown whole
         return text.strip()
+
+
+def new_text(text: str) -> str:
+    """Only what the sender newly wrote: empty when everything looks quoted (for text sent on to others)."""
+    if not isinstance(text, str):
+        return ""
+    try:
+        return _visible(text, whole_if_empty=False)
+    except Exception:  # noqa: BLE001 - nothing we can vouch for is new
+        return ""

@@ -31,6 +31,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "vms": [{"name": "de-fr-srv-0815", "organisation": "Other AG", "flags": ["other-organisation"]}],
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
     },
+    "nothing_sent": {"ticket": _TICKET},
     "command_result": {"ticket": _TICKET, "done": False, "results": [
         {"command": "#primary", "argument": "anna@example.com", "error": None},
         {"command": "#authorise", "argument": "bob@example.com", "error": "unknown user 'bob@example.com'"}]},

@@ -66,6 +66,7 @@ class Context:
     config: Config
     services: Services
     now: datetime
+    new_text: str = ""  # the visible text without the fall-back to the whole mail; what operators send on
 
     # Decisions, added by the steps in order.
     kind: str = "mail"

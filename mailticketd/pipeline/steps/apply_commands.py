@@ -27,11 +27,16 @@ class ApplyCommands:
     name = "apply-commands"
 
     async def run(self, ctx: Context) -> None:
-        if not ctx.operator or ctx.ticket is None:
-            return
-        commands, rest = split_commands(ctx.visible_text)
+        if not ctx.operator or ctx.ticket is None or ctx.kind != "mail":
+            return  # an operator's out-of-office reply is stored, never passed on
+        # Only text the operator newly wrote goes on to customers: never the quoted notice.
+        commands, rest = split_commands(ctx.new_text)
         ctx.kind = "reply"
         ctx.visible_text = rest
+        if not commands and not rest.strip():
+            ctx.kind = "note"
+            ctx.flags.append("no-new-text-found")
+            return
         status, assignee, unknown, directory = None, None, [], []
         for command, argument in commands:
             if command == "#note":

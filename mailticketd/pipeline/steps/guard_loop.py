@@ -24,6 +24,8 @@ class GuardLoop:
                 ctx.kind = "auto-reply"
             else:
                 reason = _loop_or_spam_reason(ctx)
+                if reason in ("own-x-loop", "own-address"):
+                    ctx.kind = "auto-reply"  # our own mail coming back: stored, nobody is told
         if reason:
             ctx.no_auto_reply = reason
             ctx.flags.append(f"no-auto-reply:{reason}")

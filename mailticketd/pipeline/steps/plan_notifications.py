@@ -26,7 +26,8 @@ class PlanNotifications:
         summary = await ctx.store.tickets.summary(ctx.ticket.number)
         ticket = ctx.services.mailer.ticket_context(ctx.ticket, summary.organisation if summary else None)
         if ctx.operator:
-            await _from_operator(ctx, ticket)
+            if ctx.kind in ("reply", "note"):
+                await _from_operator(ctx, ticket)
         elif ctx.kind == "bounce":
             await _tell_operators(ctx, ticket, "bounce")
         elif ctx.kind == "mail":
@@ -99,6 +100,10 @@ async def _copy_primary_contact(ctx: Context, ticket: dict[str, Any]) -> None:
 
 async def _from_operator(ctx: Context, ticket: dict[str, Any]) -> None:
     assert ctx.ticket is not None and ctx.author_address is not None
+    if "no-new-text-found" in ctx.flags:
+        await _send(ctx, Letter("command-error", "nothing_sent", ctx.author_address, {"ticket": ticket},
+                                ctx.config.mail.default_language))
+        return
     if ctx.unknown_commands:
         context = {"ticket": ticket, "unknown": ctx.unknown_commands, "valid": list(VALID_COMMANDS)}
         await _send(ctx, Letter("command-error", "command_error", ctx.author_address, context,
