@@ -139,3 +139,49 @@ def _dsn(recipient: str, original_message_id: str) -> bytes:
         f"Message-ID: {original_message_id}\r\n"
         "--B--\r\n"
     ).encode()
+
+
+async def test_tag_reply_cannot_add_a_stranger_as_participant(tmp_path: Path) -> None:
+    """A follow-up found by tag (a forger could copy it) adds no new CC; a reply through the reply token does."""
+    async with desk(tmp_path) as (daemon, sink):
+        await deliver(daemon, make_mail(CUSTOMER, subject="Hallo"))
+        [ack] = await mails_to(sink, 1, where=to(CUSTOMER))
+        await deliver(daemon, make_mail(CUSTOMER, subject="Re: [MH#10000] Hallo", cc="evil@attacker.example"))
+        detail = await ticket(daemon, 10000)
+        assert [p["address"] for p in detail["participants"]] == [CUSTOMER]
+        assert "cc-not-added:evil@attacker.example" in detail["articles"][-1]["flags"]
+        token = str(parsed(ack)["Reply-To"])
+        await deliver(daemon, make_mail(CUSTOMER, to=token, subject="Re: [MH#10000] Hallo",
+                                        cc="kollege@customer.example"), rcpt=[token])
+        participants = [p["address"] for p in (await ticket(daemon, 10000))["participants"]]
+        assert participants == [CUSTOMER, "kollege@customer.example"]
+
+
+async def test_dmarc_failing_mail_cannot_join_a_ticket(tmp_path: Path) -> None:
+    """A participant's address with dmarc=fail from our MTA opens a new ticket instead of a follow-up."""
+    async with desk(tmp_path, **TRUSTED) as (daemon, sink):
+        await deliver(daemon, make_mail(CUSTOMER, subject="Hallo"))
+        forged = "mx.example.net; dmarc=fail header.from=customer.example"
+        await deliver(daemon, make_mail(CUSTOMER, subject="Re: [MH#10000] Hallo",
+                                        headers={"Authentication-Results": forged}))
+        assert len(await tickets(daemon)) == 2
+        assert len((await ticket(daemon, 10000))["articles"]) == 1
+
+
+async def test_a_fake_bounce_neither_joins_a_ticket_nor_flags_others(tmp_path: Path) -> None:
+    """A 'bounce' with a sender address is no report; a real one flags only the address the mail went to."""
+    async with desk(tmp_path) as (daemon, sink):
+        await deliver(daemon, make_mail(CUSTOMER, subject="Hallo"))
+        async with daemon.db.transaction() as store:
+            await store.users.create("victim@customer.example")
+        [ack] = await mails_to(sink, 1, where=to(CUSTOMER))
+        original = parsed(ack)["Message-ID"]
+        await deliver(daemon, _dsn(CUSTOMER, original), mail_from="postmaster@attacker.example")
+        assert len(await tickets(daemon)) == 2  # not matched: it opened a ticket of its own
+        forged = _dsn(CUSTOMER, original).replace(b"dsn-1@", b"dsn-2@").replace(b"Auto-Submitted: auto-replied\r\n",
+                                                   b"Auto-Submitted: auto-replied\r\nX-Failed-Recipients: "
+                                                   b"victim@customer.example\r\n")
+        await deliver(daemon, forged, mail_from="")
+        with sqlite3.connect(daemon.config.storage.database) as conn:
+            flagged = dict(conn.execute("SELECT address, delivery_failed_at IS NOT NULL FROM users").fetchall())
+        assert flagged == {CUSTOMER: 1, "victim@customer.example": 0}

@@ -115,6 +115,11 @@ class OutboxRepository:
                 found[status] = int(count)
         return found
 
+    async def recipients_of(self, message_id: str) -> list[str]:
+        """Who the mail with this Message-ID was sent to (one row per recipient)."""
+        async with self.conn.execute("SELECT rcpt_to FROM outbox WHERE message_id = ?", (message_id,)) as cursor:
+            return [str(values[0]).lower() for values in await cursor.fetchall()]
+
     async def oldest_due(self) -> str | None:
         """Since when the longest-waiting queued row has been due."""
         async with self.conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued'") as cursor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from mailticketd.directory.policy import may_act_on
-from mailticketd.pipeline.context import Context
+from mailticketd.pipeline.context import VIA_TOKEN, Context
 
 NEW = "new"
 FOLLOW_UP = "follow-up"
@@ -27,7 +27,8 @@ class Authorise:
             return
         ticket = candidate.ticket
         participants = await ctx.store.tickets.participant_ids(ticket.id)
-        if not may_act_on(ctx.sender, ticket, participants, operator=ctx.operator):
+        forged = ctx.no_auto_reply == "dmarc-fail" and candidate.via != VIA_TOKEN
+        if forged or not may_act_on(ctx.sender, ticket, participants, operator=ctx.operator):
             # The author learns nothing of that ticket: the mail opens a new one, and
             # only operators see which ticket it tried to name.
             ctx.decision = NEW

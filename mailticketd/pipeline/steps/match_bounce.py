@@ -21,7 +21,8 @@ class MatchBounce:
     name = "match-bounce"
 
     async def run(self, ctx: Context) -> None:
-        if ctx.kind != BOUNCE:
+        # A report comes with an empty return path; anything else naming our Message-ID is not one.
+        if ctx.kind != BOUNCE or not ctx.envelope.is_bounce:
             return
         reports = [item.content.decode("utf-8", "replace") for item in ctx.mail.attachments
                    if item.content_type.lower() in _REPORT_TYPES]
@@ -36,7 +37,11 @@ class MatchBounce:
         ctx.ticket = ticket
         ctx.decision = BOUNCE
         ctx.flags.append(f"bounce-of:{found[1]}")
+        # Only an address the reported mail really went to can be flagged as failing.
+        sent_to = set(await ctx.store.outbox.recipients_of(found[1]))
         for address in _failed_recipients(ctx, reports):
+            if address not in sent_to:
+                continue
             ctx.failed_recipients.append(address)
             ctx.flags.append(f"delivery-failed:{address}")
             await ctx.store.users.mark_delivery_failed(address, _first_line(ctx.mail.subject))

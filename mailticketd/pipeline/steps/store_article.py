@@ -6,7 +6,8 @@ import re
 
 from mailticketd.directory.policy import author_status
 from mailticketd.mail.outlook import new_thread_index
-from mailticketd.pipeline.context import Context
+from mailticketd.directory.models import User
+from mailticketd.pipeline.context import VIA_TOKEN, Context
 from mailticketd.storage.tickets import NewAttachment
 from mailticketd.tickets.tags import strip_tags
 
@@ -41,7 +42,7 @@ class StoreArticle:
         ticket = ctx.ticket
         if ctx.kind not in ("bounce", "note", "reply"):
             members = [(sender.id, "requester" if ticket.requester_id == sender.id else "cc")] if sender else []
-            members += [(user.id, "cc") for user in ctx.others]
+            members += [(user.id, "cc") for user in await _new_ccs(ctx)]
             await store.tickets.add_participants(ticket.id, members)
 
         ctx.author_status = author_status(sender, ticket.organisation_id, operator=ctx.operator, now=ctx.now)
@@ -61,3 +62,16 @@ class StoreArticle:
                 ctx.mail.message_id, ticket_id=ticket.id, article_id=ctx.article_id, direction="in"
             )
         await store.tickets.touch(ticket.id)
+
+
+async def _new_ccs(ctx: Context) -> list[User]:
+    """CCs who join the ticket: all on a new ticket or a reply proven by its token; on any other follow-up
+    (a tag or a Message-ID, which a forger can copy) none, so a forged sender cannot add a stranger."""
+    assert ctx.ticket is not None
+    if ctx.decision == "new" or (ctx.candidate is not None and ctx.candidate.via == VIA_TOKEN):
+        return ctx.others
+    taking_part = await ctx.store.tickets.participant_ids(ctx.ticket.id)
+    for user in ctx.others:
+        if user.id not in taking_part:
+            ctx.flags.append(f"cc-not-added:{user.address}")
+    return []
