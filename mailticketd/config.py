@@ -63,6 +63,11 @@ class MailConfig:
         """The address every outgoing mail comes from: the first configured one."""
         return self.addresses[0]
 
+    def is_local(self, address: str) -> bool:
+        """One of our support addresses, with or without a ``+`` sub-address (any case)."""
+        local, at, domain = address.strip().strip("<>").lower().partition("@")
+        return bool(at) and f"{local.split('+', 1)[0]}@{domain}" in self.addresses
+
 
 @dataclass(frozen=True)
 class TicketsConfig:

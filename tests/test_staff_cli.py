@@ -514,3 +514,17 @@ async def test_org_create_mails_reach_the_maildir_through_the_running_daemon(tmp
         delivered[str(message["Delivered-To"])] = message.get_content()  # type: ignore[union-attr]
     assert sorted(delivered) == [CHEF, TECH]
     assert all(LINK.search(body) for body in delivered.values())
+
+
+def test_the_desks_own_addresses_cannot_become_customers(tmp_path: Path) -> None:
+    """``user add`` of a support or operator address is refused, so the desk never mails itself."""
+    from tests.process import cli as run
+    config = tmp_path / "own.toml"
+    config.write_text(f'[storage]\ndatabase = "{tmp_path / "db.sqlite3"}"\n'
+                      '[mail]\naddresses = ["support@example.net"]\n[operators]\naddresses = ["op@provider.example"]\n',
+                      encoding="utf-8")
+    assert run("--config", str(config), "org", "create", "Kunde GmbH", "--commercial", "a@kunde.example",
+               "--technical", "b@kunde.example").returncode == 0
+    for address in ("Support+x@example.net", "op@provider.example"):
+        refused = run("--config", str(config), "user", "add", address, "--org", "Kunde GmbH")
+        assert refused.returncode == 1 and "the desk's own or an operator's" in refused.stderr

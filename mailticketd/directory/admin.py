@@ -320,6 +320,8 @@ class DirectoryAdmin:
 
     async def _free_address(self, address: str, organisation: Organisation | None = None) -> User | None:
         """The user of ``address`` if it is in no organisation yet; refused if it belongs to one."""
+        if self.config.mail.is_local(address) or address in self.config.operators.addresses:
+            raise AdminError(f"address {address!r} is the desk's own or an operator's, not a customer's")
         user = await self.store.users.by_address(address)
         if user is None or user.organisation_id is None:
             if user is not None and user.status == "inactive":

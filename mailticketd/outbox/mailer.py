@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from mailticketd.config import Config
 from mailticketd.mail.compose import compose, new_message_id
 from mailticketd.mail.outlook import child_thread_index, new_thread_index
@@ -21,6 +23,8 @@ from mailticketd.storage import Store
 from mailticketd.tickets.models import Ticket
 from mailticketd.tickets.tags import format_tag
 from mailticketd.tickets.tokens import TokenSigner
+
+log = structlog.get_logger("mailticketd.outbox")
 
 # How many Message-IDs of a thread go into References: the first and the latest.
 _REFERENCES = 10
@@ -59,9 +63,12 @@ class Mailer:
         return format_tag(self.config.mail.tag_prefix, ticket.number)
 
     async def send(self, store: Store, letter: Letter, *, now: datetime, ticket: Ticket | None = None,
-                   in_reply_to: str | None = None, thread_index: str | None = None) -> str:
-        """Queue ``letter``; returns its Message-ID (without angle brackets)."""
+                   in_reply_to: str | None = None, thread_index: str | None = None) -> str | None:
+        """Queue ``letter``; returns its Message-ID (without angle brackets), None if it may not be sent."""
         mail = self.config.mail
+        if mail.is_local(letter.to):
+            log.warning("outbox.refused_own_address", rcpt_to=letter.to, kind=letter.kind)
+            return None  # the daemon never writes to itself: that is how loops start
         rendered = self.templates.render(letter.template, letter.language, **letter.context)
         domain = mail.support_address.partition("@")[2]
         message_id = new_message_id(domain)

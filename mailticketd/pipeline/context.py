@@ -104,8 +104,7 @@ class Context:
 
     def is_local_address(self, address: str) -> bool:
         """True for our support addresses, with or without a ``+`` sub-address."""
-        local, _, domain = address.lower().partition("@")
-        return f"{local.split('+', 1)[0]}@{domain}" in self.config.mail.addresses
+        return self.config.mail.is_local(address)
 
     def is_system_address(self, address: str) -> bool:
         """A mailer daemon or postmaster: never a person, never registered as one."""

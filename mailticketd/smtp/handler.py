@@ -39,8 +39,7 @@ class InboundHandler:
 
     def accepts(self, address: str) -> bool:
         """Our support addresses, also with a ``+`` sub-address (reply tokens); nothing else."""
-        local, at, domain = address.strip().lower().partition("@")
-        return bool(at) and f"{local.split('+', 1)[0]}@{domain}" in self.config.mail.addresses
+        return self.config.mail.is_local(address)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -59,8 +58,8 @@ class InboundHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         message_id = message_id_of(raw)
-        fields = {"peer": _peer(session), "mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
-                  "size": len(raw), "message_id": message_id}
+        fields = {"peer": _peer(session), "mail_from": envelope.mail_from, "size": len(raw),
+                  "rcpt_tos": [_without_token(address) for address in envelope.rcpt_tos], "message_id": message_id}
         try:
             async with self.db.transaction() as store:
                 if await store.inbox.backlog() >= self.config.inbox.max_backlog:
@@ -88,6 +87,13 @@ class InboundHandler:
         self.metrics.refused.labels(code=str(code)).inc()
         level = log.warning if code < 500 else log.info
         level("smtp.refused", code=code, reason=reason, **fields)
+
+
+def _without_token(address: str) -> str:
+    """``support+…@domain``: a reply token in the journal would let a reader act as its recipient."""
+    local, at, domain = address.partition("@")
+    base, plus, _ = local.partition("+")
+    return f"{base}+…{at}{domain}" if plus else address
 
 
 def _peer(session: Session) -> str:
