@@ -118,6 +118,10 @@ async def test_failed_mail_is_listed_with_its_reason_and_retried_after_the_fix(t
         listed = json.loads(cli("--config", str(path), "inbox", "--json").stdout)
         assert [(row["status"], row["reason"]) for row in listed] == [
             ("failed", "IntegrityError: disk quota exceeded")]
+        with sqlite3.connect(config.storage.database) as conn:  # operators are told, with the way out
+            told = conn.execute("SELECT rcpt_to, raw FROM outbox WHERE kind = 'inbox-failed'").fetchall()
+        assert [row[0] for row in told] == ["op@provider.example"]
+        assert f"inbox retry {listed[0]['id']}".encode() in told[0][1]
         assert "disk quota exceeded" in cli("--config", str(path), "inbox").stdout
 
         with sqlite3.connect(config.storage.database) as conn:

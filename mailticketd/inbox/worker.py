@@ -18,7 +18,8 @@ from mailticketd.pipeline.context import Context, Envelope, Services
 from mailticketd.pipeline.order import Pipeline
 from mailticketd.pipeline.outcomes import Discard, Failure
 from mailticketd.queue_worker import QueueWorker
-from mailticketd.storage import Database
+from mailticketd.outbox.mailer import Letter
+from mailticketd.storage import Database, Store
 from mailticketd.storage.inbox import InboxRow
 
 log = structlog.get_logger("mailticketd.inbox")
@@ -106,6 +107,15 @@ class InboxWorker(QueueWorker):
             kind=ctx.kind, flags=ctx.flags, vms=ctx.vm_names,
         )
 
+    async def _tell_operators(self, store: Store, row: InboxRow, reason: str) -> None:
+        context = {"inbox_id": row.id, "reason": reason, "mail_from": row.mail_from, "message_id": row.message_id,
+                   "received_at": row.received_at}
+        for operator in self.config.operators.addresses:
+            await self.services.mailer.send(store, Letter("inbox-failed", "inbox_failed", operator, context,
+                                                          self.config.mail.default_language), now=self.clock())
+        if self.on_committed is not None:
+            self.on_committed()
+
     def _count(self, row: InboxRow, decision: str) -> None:
         self.metrics.processed.labels(decision=decision).inc()
         waited = (self.clock() - datetime.fromisoformat(row.received_at)).total_seconds()
@@ -119,6 +129,8 @@ class InboxWorker(QueueWorker):
             retry_at = self.clock() + timedelta(seconds=self.config.inbox.retry_delay * 2 ** (attempts - 1))
         async with self.db.transaction() as store:
             await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
+            if retry_at is None:  # kept as failed: somebody must look at it
+                await self._tell_operators(store, row, reason)
         self.metrics.failed.inc()
         log.error("mail.failed", reason=reason, attempts=attempts, final=retry_at is None,
                   exc_info=error)

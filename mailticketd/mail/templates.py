@@ -32,6 +32,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
     },
     "nothing_sent": {"ticket": _TICKET},
+    "inbox_failed": {"inbox_id": 42, "reason": "OperationalError: disk I/O error", "mail_from": "anna@example.com",
+                     "message_id": "x@example.com", "received_at": "2026-01-01T00:00:00+00:00"},
     "command_result": {"ticket": _TICKET, "done": False, "results": [
         {"command": "#primary", "argument": "anna@example.com", "error": None},
         {"command": "#authorise", "argument": "bob@example.com", "error": "unknown user 'bob@example.com'"}]},
