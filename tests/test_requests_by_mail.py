@@ -119,3 +119,19 @@ async def test_refused_request_changes_nothing_and_sends_nothing_to_the_customer
         assert not [item for item in sink.received if "chef@kunde.example" in item.rcpt_tos
                     and b"Erledigt." in item.raw]
         assert (await ticket(daemon, 10000))["articles"][-1]["kind"] == "note"
+
+
+async def test_staff_registered_manager_acts_before_verifying(tmp_path: Path) -> None:
+    """A manager named in ``org create`` may reply to a colleague's ticket before clicking the link: staff registered them."""
+    from mailticketd.directory.admin import DirectoryAdmin
+    from mailticketd.clock import utc_now
+    async with desk(tmp_path) as (daemon, sink):
+        async with daemon.db.transaction() as store:
+            admin = DirectoryAdmin(store, daemon.config, daemon.services.mailer, actor="test", now=utc_now())
+            await admin.create_organisation("Kunde GmbH", commercial="chef@kunde.example",
+                                            technical="technik@kunde.example")
+            await admin.add_user("azubi@kunde.example", "Kunde GmbH")
+        await deliver(daemon, make_mail("azubi@kunde.example", subject="Frage"))
+        await deliver(daemon, make_mail("chef@kunde.example", subject="Re: [MH#10000] Frage"))
+        assert len(await tickets(daemon)) == 1
+        assert [a["author_status"] for a in (await ticket(daemon, 10000))["articles"]] == ["user", "authorised"]

@@ -121,7 +121,7 @@ def test_org_create_makes_both_contacts_authorised_managers_and_the_technical_on
     for address in (CHEF, TECH):
         user = member(view, address)
         assert (user["status"], user["role"], user["authorised"], user["organisation"]) == (
-            "unverified", "manager", True, ORG)
+            "active", "manager", True, ORG)  # registered by staff: not "unverified" (DESIGN §1)
     assert member(view, TECH)["primary_contact"] and not member(view, CHEF)["primary_contact"]
 
 
@@ -207,7 +207,7 @@ def test_user_add_registers_a_member_and_sends_a_verification_link(tmp_path: Pat
     user = ok(tmp_path, "user", "add", "Bob@Customer.example", "--org", "customer gmbh", "--manager",
               "--authorised", "--language", "en", "--name", "Bob Builder")
     assert {k: user[k] for k in ("address", "name", "status", "organisation", "role", "authorised", "language")} == {
-        "address": "bob@customer.example", "name": "Bob Builder", "status": "unverified", "organisation": ORG,
+        "address": "bob@customer.example", "name": "Bob Builder", "status": "active", "organisation": ORG,
         "role": "manager", "authorised": True, "language": "en"}
     mail = outbox(tmp_path)[-1]
     assert (mail.kind, mail.rcpt_to) == ("verify", "bob@customer.example")
@@ -246,7 +246,7 @@ async def test_user_assign_puts_an_unverified_user_into_an_organisation(tmp_path
     before = len(outbox(tmp_path))
     user = ok(tmp_path, "user", "assign", "EVE@customer.example", "--org", ORG, "--manager")
     assert (user["organisation"], user["role"], user["authorised"], user["status"]) == (ORG, "manager", False,
-                                                                                         "unverified")
+                                                                                         "active")
     assert [(m.kind, m.rcpt_to) for m in outbox(tmp_path)[before:]] == [("verify", "eve@customer.example")]
     assert refused(tmp_path, "user", "assign", "eve@customer.example", "--org", "Second AG") == (
         "unknown organisation 'Second AG'")
@@ -345,7 +345,7 @@ async def test_user_delete_refuses_a_user_with_tickets(tmp_path: Path) -> None:
     await open_ticket(tmp_path, CHEF)
     assert refused(tmp_path, "user", "delete", CHEF) == (
         f"user '{CHEF}' has tickets and is never deleted: use 'mailticketd user deactivate {CHEF}' instead")
-    assert ok(tmp_path, "user", "show", CHEF)["status"] == "unverified"
+    assert ok(tmp_path, "user", "show", CHEF)["status"] == "active"
     assert [entry["action"] for entry in audit(tmp_path)] == ["user.add", "user.add", "org.create"]
 
 

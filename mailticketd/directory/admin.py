@@ -86,7 +86,7 @@ class DirectoryAdmin:
             user = known[address]
             if user is None:
                 user = await self.store.users.create(address, organisation_id=organisation.id, role="manager",
-                                                     authorised=True, language=language)
+                                                     authorised=True, language=language, status="active")
                 await self._audit("user.add", address, None, user)
             else:  # an address that wrote to us before the order came in
                 await self._join(user, organisation, manager=True, authorised=True, language=language)
@@ -130,7 +130,7 @@ class DirectoryAdmin:
         await self._free_address(address, organisation)
         user = await self.store.users.create(address, name=name, organisation_id=organisation.id,
                                              role="manager" if manager else "user", authorised=authorised,
-                                             language=language)
+                                             language=language, status="active")
         await self._audit("user.add", address, None, user)
         await self._welcome(user, organisation.name)
         return user
@@ -143,8 +143,9 @@ class DirectoryAdmin:
         if user.status == "inactive":
             raise AdminError(f"user {user.address!r} is inactive")
         await self._free_address(user.address, organisation)
+        never_verified = user.status == "unverified"
         user = await self._join(user, organisation, manager=manager, authorised=authorised, language=language)
-        if user.status == "unverified":
+        if never_verified:  # registered by staff now (active); the link lets them set a password
             await self._welcome(user, organisation.name)
         return user
 

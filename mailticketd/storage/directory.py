@@ -141,7 +141,12 @@ class UserRepository:
             return [_user(values) for values in await cursor.fetchall()]
 
     async def assign(self, user_id: int, organisation_id: int) -> None:
-        await self.conn.execute("UPDATE users SET organisation_id = ? WHERE id = ?", (organisation_id, user_id))
+        """Put a user into an organisation; registered by staff now, an unverified user becomes active."""
+        await self.conn.execute(
+            "UPDATE users SET organisation_id = ?,"
+            " status = CASE status WHEN 'unverified' THEN 'active' ELSE status END WHERE id = ?",
+            (organisation_id, user_id),
+        )
 
     async def set_role(self, user_id: int, role: str) -> None:
         await self.conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
