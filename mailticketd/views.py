@@ -29,6 +29,9 @@ def ticket_view(config: Config, ticket: TicketSummary) -> dict[str, Any]:
         "requester": ticket.requester,
         "created_at": ticket.created_at,
         "updated_at": ticket.updated_at,
+        "closed_at": ticket.closed_at,
+        "assignee": ticket.assignee,
+        "follows": ticket.follows,
     }
 
 
@@ -86,6 +89,8 @@ def user_view(user: User, now: datetime | None = None) -> dict[str, Any]:
         "language": user.language,
         "authorised_until": user.authorised_until,
         "authorisation_note": user.authorisation_note,
+        "verified": user.verified_at is not None,
+        "delivery_failure": user.delivery_failure,
     }
 
 

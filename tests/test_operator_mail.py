@@ -63,7 +63,7 @@ async def test_pending_open_and_assign(tmp_path: Path) -> None:
         assert "wartet auf Ihre Rückmeldung" in customer_mails(sink)[-1]
         await operator_says(daemon, address, "#open\n#assign olaf@provider.example")
         detail = await ticket(daemon, 10000)
-        assert detail["status"] == "open"
+        assert detail["status"] == "open" and detail["assignee"] == "olaf@provider.example"
         assert "assigned:olaf@provider.example" in detail["articles"][-1]["flags"]
         assert len(customer_mails(sink)) == 3  # ack, the question, the pending notice; #open alone sends nothing
 
@@ -101,7 +101,7 @@ async def test_reply_long_after_closing_opens_a_new_ticket_that_refers_to_the_ol
         await deliver(daemon, make_mail(CUSTOMER, subject="Re: [MH#10000] Backup fehlt", body="Wieder weg."))
         assert (await ticket(daemon, 10000))["status"] == "closed"
         new = await ticket(daemon, 10001)
-        assert new["subject"] == "Re: Backup fehlt"
+        assert new["subject"] == "Re: Backup fehlt" and new["follows"] == 10000
         assert "follows-closed-ticket:10000" in new["articles"][0]["flags"]
         notices = await mails_to(sink, 2, where=to(OPERATOR))
         assert "follows-closed-ticket:10000" in body_of(parsed(notices[-1]))

@@ -51,9 +51,10 @@ async def test_permanent_refusal_marks_the_mail_failed_and_tells_operators(tmp_p
         assert "550 5.1.1" in body_of(failure) and CUSTOMER in body_of(failure)
         await quiet(daemon)
         assert outbox(daemon) == {"failed": 1, "sent": 2}
-        with sqlite3.connect(daemon.config.storage.database) as conn:
-            failure_text = conn.execute("SELECT delivery_failure FROM users WHERE address = ?", (CUSTOMER,)).fetchone()
-        assert "550 5.1.1" in failure_text[0]
+        from mailticketd.views import users_view
+        async with daemon.db.read() as store:
+            [user] = [u for u in await users_view(store) if u["address"] == CUSTOMER]
+        assert "550 5.1.1" in user["delivery_failure"]  # what `mailticketd users --json` shows
 
 
 async def test_queued_mail_is_delivered_after_a_restart(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ class User:
     language: str | None
     authorised_until: str | None = None  # YYYY-MM-DD: a temporary authorisation, valid through that day (UTC)
     authorisation_note: str | None = None  # why a temporary authorisation was granted
+    verified_at: str | None = None  # when the person proved the address through a link
+    delivery_failure: str | None = None  # the last permanent delivery failure to this address
 
     @property
     def is_manager(self) -> bool:

@@ -11,7 +11,8 @@ from mailticketd.clock import iso, utc_now
 from mailticketd.directory.models import Organisation, User, Vm
 
 _USER_COLUMNS = """u.id, u.address, u.name, u.organisation_id, o.name, u.status, u.role,
-    u.authorised, u.monitoring_contact, u.language, u.authorised_until, u.authorisation_note"""
+    u.authorised, u.monitoring_contact, u.language, u.authorised_until, u.authorisation_note, u.verified_at,
+    u.delivery_failure"""
 _USER_FROM = "users u LEFT JOIN organisations o ON o.id = u.organisation_id"
 _ORGANISATION_COLUMNS = "id, name, primary_contact_id, flags, created_at"
 
@@ -20,7 +21,8 @@ def _user(values: aiosqlite.Row) -> User:
     return User(
         id=values[0], address=values[1], name=values[2], organisation_id=values[3], organisation=values[4],
         status=values[5], role=values[6], authorised=bool(values[7]), monitoring_contact=bool(values[8]),
-        language=values[9], authorised_until=values[10], authorisation_note=values[11],
+        language=values[9], authorised_until=values[10], authorisation_note=values[11], verified_at=values[12],
+        delivery_failure=values[13],
     )
 
 
@@ -195,12 +197,6 @@ class UserRepository:
         )
         return cursor.rowcount > 0
 
-    async def delivery_failures(self) -> dict[str, str]:
-        """Addresses flagged for failed delivery, with the reported failure."""
-        async with self.conn.execute(
-            "SELECT address, delivery_failure FROM users WHERE delivery_failed_at IS NOT NULL"
-        ) as cursor:
-            return {values[0]: values[1] for values in await cursor.fetchall()}
 
 
 class VmRepository:

@@ -24,6 +24,14 @@ class TicketSummary:
     requester: str | None
     created_at: str
     updated_at: str
+    closed_at: str | None
+    assignee: str | None
+    follows: int | None  # the number of the closed ticket this one continues
+
+
+_SUMMARY = ("SELECT t.number, t.subject, t.status, o.name, u.address, t.created_at, t.updated_at, t.closed_at,"
+            " t.assignee, f.number FROM tickets t LEFT JOIN organisations o ON o.id = t.organisation_id"
+            " LEFT JOIN users u ON u.id = t.requester_id LEFT JOIN tickets f ON f.id = t.follows_ticket_id")
 
 
 @dataclass(frozen=True)
@@ -192,20 +200,11 @@ class TicketRepository:
             return [TicketVm(values[0], values[1], tuple(json.loads(values[2]))) for values in await cursor.fetchall()]
 
     async def list(self) -> list[TicketSummary]:
-        async with self.conn.execute(
-            "SELECT t.number, t.subject, t.status, o.name, u.address, t.created_at, t.updated_at FROM tickets t"
-            " LEFT JOIN organisations o ON o.id = t.organisation_id LEFT JOIN users u ON u.id = t.requester_id"
-            " ORDER BY t.number"
-        ) as cursor:
+        async with self.conn.execute(f"{_SUMMARY} ORDER BY t.number") as cursor:
             return [TicketSummary(*values) for values in await cursor.fetchall()]
 
     async def summary(self, number: int) -> TicketSummary | None:
-        async with self.conn.execute(
-            "SELECT t.number, t.subject, t.status, o.name, u.address, t.created_at, t.updated_at FROM tickets t"
-            " LEFT JOIN organisations o ON o.id = t.organisation_id LEFT JOIN users u ON u.id = t.requester_id"
-            " WHERE t.number = ?",
-            (number,),
-        ) as cursor:
+        async with self.conn.execute(f"{_SUMMARY} WHERE t.number = ?", (number,)) as cursor:
             values = await cursor.fetchone()
         return TicketSummary(*values) if values else None
 
