@@ -74,7 +74,7 @@ async def test_round_trip_customer_operator_customer(tmp_path: Path) -> None:
             assert OPERATOR.encode() not in item.raw and b"Olga" not in item.raw
             assert message["From"].addresses[0].addr_spec == SUPPORT
             assert message["Subject"] == "[MH#10000] Server de-fr-srv-0815 antwortet nicht"
-            assert message["In-Reply-To"] == "<answer@provider.example>"
+            assert "answer@provider.example" not in f"{message['In-Reply-To']} {message['References']}"
             assert "<first@customer.example>" in message["References"]
         [to_customer] = [parsed(item) for item in answers if CUSTOMER in item.rcpt_tos]
         customer_reply_to = reply_token_address(to_customer)

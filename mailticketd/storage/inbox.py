@@ -68,14 +68,6 @@ class InboxRepository:
             values = await cursor.fetchone()
         return (_row(values), bytes(values[12])) if values else None
 
-    async def next_wakeup(self) -> str | None:
-        """When the earliest pending row that waits for a retry falls due."""
-        async with self.conn.execute(
-            "SELECT min(next_attempt_at) FROM inbox WHERE status = 'pending'"
-        ) as cursor:
-            row = await cursor.fetchone()
-        return row[0] if row else None
-
     async def stats(self) -> tuple[int, int, str | None]:
         """Pending rows, failed rows, and since when the longest-waiting due row has been due."""
         async with self.conn.execute(
@@ -119,11 +111,6 @@ class InboxRepository:
         ) as cursor:
             values = await cursor.fetchone()
         return _row(values) if values else None
-
-    async def raw(self, inbox_id: int) -> bytes | None:
-        async with self.conn.execute("SELECT raw FROM inbox WHERE id = ?", (inbox_id,)) as cursor:
-            values = await cursor.fetchone()
-        return bytes(values[0]) if values else None
 
     async def list(self, statuses: tuple[str, ...] = ("pending", "failed")) -> list[InboxRow]:
         marks = ", ".join("?" for _ in statuses)

@@ -69,12 +69,6 @@ class OutboxRepository:
             values = await cursor.fetchone()
         return _row(values, bytes(values[12])) if values else None
 
-    async def next_wakeup(self) -> str | None:
-        """When the earliest queued row falls due, or None when the queue is empty."""
-        async with self.conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued'") as cursor:
-            values = await cursor.fetchone()
-        return values[0] if values else None
-
     async def mark_sent(self, outbox_id: int, *, now: datetime | None = None) -> None:
         await self.conn.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, attempts = attempts + 1"

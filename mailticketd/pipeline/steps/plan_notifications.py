@@ -40,8 +40,10 @@ class PlanNotifications:
 
 
 async def _send(ctx: Context, letter: Letter) -> None:
-    await ctx.services.mailer.send(ctx.store, letter, now=ctx.now, ticket=ctx.ticket,
-                                   in_reply_to=ctx.mail.message_id, thread_index=ctx.mail.header("thread-index"))
+    # An operator's own Message-ID (it names their mail host) never reaches customers.
+    in_reply_to = None if ctx.operator else ctx.mail.message_id
+    await ctx.services.mailer.send(ctx.store, letter, now=ctx.now, ticket=ctx.ticket, in_reply_to=in_reply_to,
+                                   thread_index=ctx.mail.header("thread-index"))
 
 
 async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> None:

@@ -57,7 +57,7 @@ class StoreArticle:
                 NewAttachment(item.name, item.content_type, item.content, item.sha256)
                 for item in ctx.mail.attachments
             ])
-        if ctx.mail.message_id:
+        if ctx.mail.message_id and not ctx.operator:  # operators' own ids stay out of customers' References
             await store.articles.remember_message_id(
                 ctx.mail.message_id, ticket_id=ticket.id, article_id=ctx.article_id, direction="in"
             )
