@@ -63,6 +63,10 @@ class MailConfig:
         """The address every outgoing mail comes from: the first configured one."""
         return self.addresses[0]
 
+    def language_for(self, language: str | None) -> str:
+        """A person's language if we have templates for it, else the default."""
+        return language if language in LANGUAGES else self.default_language
+
     def is_local(self, address: str) -> bool:
         """One of our support addresses, with or without a ``+`` sub-address (any case)."""
         local, at, domain = address.strip().strip("<>").lower().partition("@")

@@ -328,7 +328,7 @@ class DirectoryAdmin(VmAdmin):
         await self.mailer.send(self.store, letter, now=self.now)
 
     def _language(self, user: User) -> str:
-        return user.language or self.config.mail.default_language
+        return self.config.mail.language_for(user.language)
 
 
 def _address(text: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mailticketd.clock import utc_now
-from mailticketd.config import LANGUAGES, Config
+from mailticketd.config import Config
 from mailticketd.directory.models import User
 from mailticketd.directory.passwords import Passwords
 from mailticketd.directory.verification import issue_verification, token_hash, verification_url
@@ -75,9 +75,7 @@ class VerificationDesk:
 
     def language(self, user: User | None) -> str:
         """The user's language, else the configured default."""
-        if user is not None and user.language in LANGUAGES:
-            return user.language
-        return self.config.mail.default_language
+        return self.config.mail.language_for(user.language if user is not None else None)
 
     async def look_up(self, token: str) -> Outcome:
         """The link's state, changing nothing."""

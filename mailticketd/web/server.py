@@ -100,6 +100,7 @@ class WebServer:
 
     def reload(self, config: Config, pages: Pages, mailer: Mailer) -> None:
         """New pages and mail settings; the listener and its address stay."""
+        self.config = config
         self.pages = pages
         self.desk.config = config
         self.desk.mailer = mailer

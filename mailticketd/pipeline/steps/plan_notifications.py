@@ -154,4 +154,4 @@ def _person(user: User) -> dict[str, str]:
 
 
 def _language(ctx: Context, user: User) -> str:
-    return user.language or ctx.config.mail.default_language
+    return ctx.config.mail.language_for(user.language)
