@@ -12,24 +12,25 @@ from mailticketd.storage import Database
 
 async def health_report(db: Database, now: datetime, stuck_after: float,
                         metrics: Metrics | None = None) -> dict[str, Any]:
-    """``ok`` is false when the database does not answer or a due mail has waited over ``stuck_after`` seconds."""
+    """``ok`` is false when the database does not answer, or a mail has waited over ``stuck_after`` seconds
+    to be processed or to leave (a relay that has been down that long counts: mail is not going out)."""
     try:
         async with db.read() as store:
-            pending, failed, inbox_due = await store.inbox.stats()
+            pending, failed, inbox_oldest = await store.inbox.stats()
             outbox = await store.outbox.counts()
-            outbox_due = await store.outbox.oldest_due()
+            outbox_oldest = await store.outbox.oldest_queued()
     except Exception as error:
         return {"ok": False, "checked_at": iso(now),
                 "database": {"ok": False, "error": f"{type(error).__name__}: {error}"}}
-    inbox_wait = _waited(inbox_due, now)
-    outbox_wait = _waited(outbox_due, now)
+    inbox_wait = _waited(inbox_oldest, now)
+    outbox_wait = _waited(outbox_oldest, now)
     report = {
         "checked_at": iso(now),
         "database": {"ok": True},
         "inbox": {"ok": inbox_wait <= stuck_after, "pending": pending, "failed": failed,
-                  "oldest_due_seconds": round(inbox_wait, 1)},
+                  "oldest_waiting_seconds": round(inbox_wait, 1)},
         "outbox": {"ok": outbox_wait <= stuck_after, "queued": outbox["queued"], "failed": outbox["failed"],
-                   "sent": outbox["sent"], "oldest_due_seconds": round(outbox_wait, 1)},
+                   "sent": outbox["sent"], "oldest_waiting_seconds": round(outbox_wait, 1)},
     }
     report["ok"] = report["inbox"]["ok"] and report["outbox"]["ok"]
     if metrics is not None:
@@ -40,7 +41,7 @@ async def health_report(db: Database, now: datetime, stuck_after: float,
     return {"ok": report.pop("ok"), **report}
 
 
-def _waited(due: str | None, now: datetime) -> float:
-    if not due:
+def _waited(since: str | None, now: datetime) -> float:
+    if not since:
         return 0.0
-    return max(0.0, (now - datetime.fromisoformat(due)).total_seconds())
+    return max(0.0, (now - datetime.fromisoformat(since)).total_seconds())

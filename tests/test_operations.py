@@ -49,7 +49,7 @@ async def test_healthz_is_503_when_outgoing_mail_is_stuck(tmp_path: Path) -> Non
     report = json.loads(body)
     assert status == 503
     assert report["ok"] is False and report["outbox"]["ok"] is False and report["inbox"]["ok"] is True
-    assert report["outbox"]["queued"] == 2
+    assert report["outbox"]["queued"] == 2 and report["outbox"]["oldest_waiting_seconds"] > 0.3
 
 
 async def test_metrics_count_what_happened(daemon: Daemon) -> None:

@@ -119,9 +119,9 @@ def _status_text(report: dict[str, Any]) -> str:
     lines += [
         "database: OK",
         f"inbox: {'OK' if inbox['ok'] else 'STUCK'}: {inbox['pending']} pending, {inbox['failed']} failed, "
-        f"oldest due for {inbox['oldest_due_seconds']} s",
+        f"oldest waiting {inbox['oldest_waiting_seconds']} s",
         f"outbox: {'OK' if outbox['ok'] else 'STUCK'}: {outbox['queued']} queued, {outbox['failed']} failed, "
-        f"{outbox['sent']} sent, oldest due for {outbox['oldest_due_seconds']} s",
+        f"{outbox['sent']} sent, oldest waiting {outbox['oldest_waiting_seconds']} s",
     ]
     daemon = report["daemon"]
     if not daemon["reachable"]:

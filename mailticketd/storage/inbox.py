@@ -69,11 +69,10 @@ class InboxRepository:
         return (_row(values), bytes(values[12])) if values else None
 
     async def stats(self) -> tuple[int, int, str | None]:
-        """Pending rows, failed rows, and since when the longest-waiting due row has been due."""
+        """Pending rows, failed rows, and when the oldest pending row was received."""
         async with self.conn.execute(
             "SELECT sum(status = 'pending'), sum(status = 'failed'),"
-            " min(CASE WHEN status = 'pending' THEN coalesce(next_attempt_at, received_at) END)"
-            " FROM inbox WHERE status != 'done'"
+            " min(CASE WHEN status = 'pending' THEN received_at END) FROM inbox WHERE status != 'done'"
         ) as cursor:
             row = await cursor.fetchone()
         return (int(row[0] or 0), int(row[1] or 0), row[2]) if row else (0, 0, None)

@@ -114,9 +114,9 @@ class OutboxRepository:
         async with self.conn.execute("SELECT rcpt_to FROM outbox WHERE message_id = ?", (message_id,)) as cursor:
             return [str(values[0]).lower() for values in await cursor.fetchall()]
 
-    async def oldest_due(self) -> str | None:
-        """Since when the longest-waiting queued row has been due."""
-        async with self.conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued'") as cursor:
+    async def oldest_queued(self) -> str | None:
+        """When the oldest mail still waiting to leave was queued."""
+        async with self.conn.execute("SELECT min(created_at) FROM outbox WHERE status = 'queued'") as cursor:
             values = await cursor.fetchone()
         return values[0] if values else None
 
