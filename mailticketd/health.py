@@ -24,7 +24,7 @@ async def health_report(db: Database, now: datetime, stuck_after: float,
                 "database": {"ok": False, "error": f"{type(error).__name__}: {error}"}}
     inbox_wait = _waited(inbox_oldest, now)
     outbox_wait = _waited(outbox_oldest, now)
-    report = {
+    report: dict[str, Any] = {
         "checked_at": iso(now),
         "database": {"ok": True},
         "inbox": {"ok": inbox_wait <= stuck_after, "pending": pending, "failed": failed,

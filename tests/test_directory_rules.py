@@ -10,7 +10,8 @@ import pytest
 
 from mailticketd.app import Daemon
 from mailticketd.config import Config
-from mailticketd.directory.admin import AdminError, DirectoryAdmin
+from mailticketd.directory.admin import DirectoryAdmin
+from mailticketd.directory.errors import AdminError
 from mailticketd.directory.models import User
 from mailticketd.directory.policy import author_status, expires_soon, has_expired, is_authorised, may_act_on
 from mailticketd.services import make_mailer

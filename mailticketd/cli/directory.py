@@ -14,7 +14,8 @@ from typing import Any
 from mailticketd.cli.common import CommandError, Handler, date_argument, emit
 from mailticketd.clock import utc_now
 from mailticketd.config import LANGUAGES, Config
-from mailticketd.directory.admin import ROLES, AdminError, DirectoryAdmin
+from mailticketd.directory.admin import ROLES, DirectoryAdmin
+from mailticketd.directory.errors import AdminError
 from mailticketd.directory.models import User
 from mailticketd.services import make_mailer
 from mailticketd.storage import Database

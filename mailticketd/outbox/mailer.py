@@ -72,7 +72,8 @@ class Mailer:
         rendered = self.templates.render(letter.template, letter.language, **letter.context)
         domain = mail.support_address.partition("@")[2]
         message_id = new_message_id(domain)
-        subject, reply_to, references, index = rendered.subject, None, (), None
+        subject, reply_to, index = rendered.subject, None, None
+        references: tuple[str, ...] = ()
         if ticket is not None:
             tag = self.tag(ticket)
             subject = f"{tag} {subject}" if tag.lower() not in subject.lower() else subject

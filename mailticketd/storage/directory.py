@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import json
 from collections.abc import Iterable
 
@@ -134,7 +136,7 @@ class UserRepository:
         ) as cursor:
             return [_user(values) for values in await cursor.fetchall()]
 
-    async def members(self, organisation_id: int) -> list[User]:
+    async def members(self, organisation_id: int) -> builtins.list[User]:
         """The organisation's users, inactive ones included, by address."""
         async with self.conn.execute(
             f"SELECT {_USER_COLUMNS} FROM {_USER_FROM} WHERE u.organisation_id = ? ORDER BY u.address",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailticketd.directory.admin import AdminError, DirectoryAdmin
+from mailticketd.directory.admin import DirectoryAdmin
+from mailticketd.directory.errors import AdminError
 from mailticketd.pipeline.context import Context
 
 STATUS_COMMANDS = {"#close": "closed", "#pending": "pending", "#open": "open"}

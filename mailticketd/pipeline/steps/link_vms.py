@@ -22,7 +22,7 @@ class LinkVms:
             return
         inventory = await ctx.store.vms.by_names(names)
         sender_organisation = ctx.sender.organisation_id if ctx.sender else None
-        links = []
+        links: list[tuple[str, int | None, tuple[str, ...]]] = []
         for name in names:
             vm = inventory.get(name)
             if vm is None:

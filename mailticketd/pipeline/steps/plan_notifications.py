@@ -106,6 +106,7 @@ async def _from_operator(ctx: Context, ticket: dict[str, Any]) -> None:
         await _send(ctx, Letter("command-error", "nothing_sent", ctx.author_address, {"ticket": ticket},
                                 ctx.config.mail.default_language))
         return
+    context: dict[str, Any]
     if ctx.unknown_commands:
         context = {"ticket": ticket, "unknown": ctx.unknown_commands, "valid": list(VALID_COMMANDS)}
         await _send(ctx, Letter("command-error", "command_error", ctx.author_address, context,
