@@ -54,8 +54,8 @@ async def test_operators_see_whether_a_request_is_an_instruction(tmp_path: Path)
         await deliver(daemon, make_mail("chef@kunde.example", subject="Bitte Firewall öffnen"))
         await deliver(daemon, make_mail("azubi@kunde.example", subject="Bitte Firewall öffnen"))
         first, second = await mails_to(sink, 2, where=to(OPERATOR))
-        assert "Weisung: ja, von einem weisungsberechtigten Kontakt" in body_of(parsed(first))
-        assert "Weisung: NEIN, nicht weisungsberechtigt" in body_of(parsed(second))
+        assert "Weisung: ja, von einem weisungsberechtigten Kontakt" in body_of(parsed(first)).splitlines()
+        assert "Weisung: NEIN, nicht weisungsberechtigt" in body_of(parsed(second)).splitlines()  # a line of its own
 
 
 async def test_vm_of_another_organisation_is_flagged_only_for_operators(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ async def test_vm_of_another_organisation_is_flagged_only_for_operators(tmp_path
         await organisation(daemon, {"chef@kunde.example": {}})
         await deliver(daemon, make_mail("chef@kunde.example", subject="Neustart", body="Bitte de-be-srv-4711 neu starten."))
         [notice] = await mails_to(sink, 1, where=to(OPERATOR))
-        assert "VM: de-be-srv-4711 (Andere AG) [other-organisation]" in body_of(parsed(notice))
+        assert "VM: de-be-srv-4711 (Andere AG) [other-organisation]" in body_of(parsed(notice)).splitlines()
         [ack] = await mails_to(sink, 1, where=to("chef@kunde.example"))
         assert b"Andere AG" not in ack.raw and b"other-organisation" not in ack.raw
         await quiet(daemon)
