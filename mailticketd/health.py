@@ -12,24 +12,29 @@ from mailticketd.storage import Database
 
 async def health_report(db: Database, now: datetime, stuck_after: float,
                         metrics: Metrics | None = None) -> dict[str, Any]:
-    """``ok`` is false when the database does not answer, or a mail has waited over ``stuck_after`` seconds
-    to be processed or to leave (a relay that has been down that long counts: mail is not going out)."""
+    """``ok`` is false when the database does not answer, a mail has waited over ``stuck_after`` seconds to
+    be processed, or one has waited that long to leave while nothing left at all (a relay down that long)."""
     try:
         async with db.read() as store:
             pending, failed, inbox_oldest = await store.inbox.stats()
             outbox = await store.outbox.counts()
-            outbox_oldest = await store.outbox.oldest_queued()
+            outbox_oldest, last_sent, outbox_due = await store.outbox.waiting()
     except Exception as error:
         return {"ok": False, "checked_at": iso(now),
                 "database": {"ok": False, "error": f"{type(error).__name__}: {error}"}}
     inbox_wait = _waited(inbox_oldest, now)
     outbox_wait = _waited(outbox_oldest, now)
+    # Stuck: a due mail is not even tried (the worker hangs), or mail has waited that long and nothing has
+    # left since it was queued (the relay is down). One recipient's server deferring while others get
+    # their mail is not a stuck queue.
+    nothing_left = outbox_oldest is not None and (last_sent is None or last_sent < outbox_oldest)
+    outbox_ok = _waited(outbox_due, now) <= stuck_after and not (outbox_wait > stuck_after and nothing_left)
     report: dict[str, Any] = {
         "checked_at": iso(now),
         "database": {"ok": True},
         "inbox": {"ok": inbox_wait <= stuck_after, "pending": pending, "failed": failed,
                   "oldest_waiting_seconds": round(inbox_wait, 1)},
-        "outbox": {"ok": outbox_wait <= stuck_after, "queued": outbox["queued"], "failed": outbox["failed"],
+        "outbox": {"ok": outbox_ok, "queued": outbox["queued"], "failed": outbox["failed"],
                    "sent": outbox["sent"], "oldest_waiting_seconds": round(outbox_wait, 1)},
     }
     report["ok"] = report["inbox"]["ok"] and report["outbox"]["ok"]

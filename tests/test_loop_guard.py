@@ -185,3 +185,29 @@ async def test_a_fake_bounce_neither_joins_a_ticket_nor_flags_others(tmp_path: P
         with sqlite3.connect(daemon.config.storage.database) as conn:
             flagged = dict(conn.execute("SELECT address, delivery_failed_at IS NOT NULL FROM users").fetchall())
         assert flagged == {CUSTOMER: 1, "victim@customer.example": 0}
+
+
+async def test_dmarc_failure_counts_even_on_spam_and_only_for_enforcing_domains(tmp_path: Path) -> None:
+    """A spam-flagged forgery (dmarc=fail, p=reject) joins no ticket; a p=none domain's reply still does."""
+    async with desk(tmp_path, **TRUSTED) as (daemon, sink):
+        await deliver(daemon, make_mail(CUSTOMER, subject="Hallo"))
+        forged = "mx.example.net; dmarc=fail (p=reject dis=reject) header.from=customer.example"
+        await deliver(daemon, make_mail(CUSTOMER, subject="Re: [MH#10000] Hallo", body="gefälscht",
+                                        headers={"Authentication-Results": forged, "X-Spam-Flag": "YES"}))
+        assert len(await tickets(daemon)) == 2
+        lax = "mx.example.net; dmarc=fail (p=none dis=none) header.from=customer.example"
+        await deliver(daemon, make_mail(CUSTOMER, subject="Re: [MH#10000] Hallo", body="echt",
+                                        headers={"Authentication-Results": lax}))
+        assert len(await tickets(daemon)) == 2
+        assert [a["visible_text"] for a in (await ticket(daemon, 10000))["articles"]][-1] == "echt"
+
+
+async def test_dmarc_aligned_reply_by_tag_may_add_a_colleague(tmp_path: Path) -> None:
+    """When our MTA vouches for the sender (dmarc=pass), a follow-up by tag adds the new CC as participant."""
+    async with desk(tmp_path, **TRUSTED) as (daemon, sink):
+        await deliver(daemon, make_mail(CUSTOMER, subject="Hallo"))
+        vouched = "mx.example.net; dkim=pass header.d=customer.example; dmarc=pass header.from=customer.example"
+        await deliver(daemon, make_mail(CUSTOMER, subject="Re: [MH#10000] Hallo", cc="kollege@customer.example",
+                                        headers={"Authentication-Results": vouched}))
+        assert [p["address"] for p in (await ticket(daemon, 10000))["participants"]] == [
+            CUSTOMER, "kollege@customer.example"]

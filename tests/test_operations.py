@@ -275,3 +275,23 @@ def _keep_port(config: Path, port: int) -> None:
     lines = config.read_text(encoding="utf-8").splitlines()
     lines[1] = f'listen = "127.0.0.1:{port}"'
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+async def test_one_slow_recipient_does_not_make_the_desk_unhealthy(tmp_path: Path) -> None:
+    """A recipient whose server keeps deferring does not turn /healthz to 503 while other mail leaves."""
+    async with Sink() as sink:
+        sink.refuse["anna@customer.example"] = "451 4.7.1 Greylisted, try again later"
+        config = make_config(tmp_path, health={"stuck_after": 0.3},
+                             outbound={"transport": "smtp", "relay": sink.relay, "relay_security": "none",
+                                       "retry_delay": 30.0, "poll_interval": 0.1})
+        async with Daemon(config) as daemon:
+            await send(daemon.smtp_port, make_mail("anna@customer.example"))
+            await settle(daemon)
+            await asyncio.sleep(0.6)
+            await send(daemon.smtp_port, make_mail("bob@customer.example"))  # mail to others still leaves
+            await settle(daemon)
+            await asyncio.sleep(0.3)
+            status, body = await get(daemon, "/healthz")
+    report = json.loads(body)
+    assert status == 200, report
+    assert report["outbox"]["queued"] == 1 and report["outbox"]["oldest_waiting_seconds"] > 0.3

@@ -142,3 +142,14 @@ async def test_our_own_mail_coming_back_tells_nobody(tmp_path: Path, headers: di
         await deliver(daemon, make_mail(sender, subject="Loop?", headers=headers), mail_from=sender)
         await quiet(daemon)
         assert sink.received == []
+
+
+async def test_operator_reply_through_exchange_with_suppress_header_reaches_the_customer(tmp_path: Path) -> None:
+    """Exchange's X-Auto-Response-Suppress on an operator's real reply does not make it an auto-reply."""
+    async with desk(tmp_path) as (daemon, sink):
+        address = await operator_token(daemon, sink)
+        await deliver(daemon, make_mail(OPERATOR, to=address, subject="AW: [MH#10000] Backup fehlt",
+                                        body="Ist erledigt.", headers={"X-Auto-Response-Suppress": "All"}),
+                      mail_from=OPERATOR, rcpt=[address])
+        await quiet(daemon)
+        assert any("Ist erledigt." in text for text in customer_mails(sink))

@@ -129,8 +129,12 @@ class InboxWorker(QueueWorker):
             retry_at = self.clock() + timedelta(seconds=self.config.inbox.retry_delay * 2 ** (attempts - 1))
         async with self.db.transaction() as store:
             await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
-            if retry_at is None:  # kept as failed: somebody must look at it
-                await self._tell_operators(store, row, reason)
         self.metrics.failed.inc()
+        if retry_at is None:  # kept as failed: somebody must look at it
+            try:
+                async with self.db.transaction() as store:
+                    await self._tell_operators(store, row, reason)
+            except Exception:
+                log.exception("mail.failed_notice_error")  # the row is marked failed all the same
         log.error("mail.failed", reason=reason, attempts=attempts, final=retry_at is None,
                   exc_info=error)

@@ -7,6 +7,7 @@ parses just like the real one.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import authres
@@ -14,11 +15,20 @@ import authres
 from mailticketd.mail.parse import IncomingMail
 
 
+_POLICY = re.compile(r"\b(?:p|policy\.(?:published-domain-policy|dmarc))=(none|quarantine|reject)\b", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Verdict:
     dmarc: str | None  # pass | fail | none | … as the MTA wrote it
     dkim_domains: tuple[str, ...]  # header.d of each dkim=pass
     dmarc_from: str | None  # header.from of the dmarc result
+    dmarc_policy: str | None = None  # the domain's published policy (none | quarantine | reject), if the MTA says
+
+    @property
+    def forged(self) -> bool:
+        """DMARC failed for a domain that asks for failures to be refused or quarantined (or does not say)."""
+        return self.dmarc == "fail" and self.dmarc_policy != "none"
 
     def dmarc_passed_for(self, address: str) -> bool:
         """True when DMARC passed for the domain of ``address``."""
@@ -46,4 +56,6 @@ def verdict(mail: IncomingMail, authserv_id: str) -> Verdict | None:
             dmarc, dmarc_from = str(result.result).lower(), properties.get("header.from")
         elif result.method == "dkim" and str(result.result).lower() == "pass":
             dkim.append(properties.get("header.d", "").lower())
-    return Verdict(dmarc=dmarc, dkim_domains=tuple(dkim), dmarc_from=dmarc_from)
+    policy = _POLICY.search(values[0])
+    return Verdict(dmarc=dmarc, dkim_domains=tuple(dkim), dmarc_from=dmarc_from,
+                   dmarc_policy=policy.group(1).lower() if policy else None)

@@ -8,6 +8,7 @@ from typing import Any
 
 from mailticketd.config import Config
 from mailticketd.directory.models import User
+from mailticketd.mail.authresults import Verdict
 from mailticketd.mail.parse import IncomingMail
 from mailticketd.mail.templates import Templates
 from mailticketd.outbox.mailer import Mailer
@@ -71,6 +72,7 @@ class Context:
     # Decisions, added by the steps in order.
     kind: str = "mail"
     no_auto_reply: str | None = None
+    authentication: Verdict | None = None  # our own MTA's Authentication-Results, when configured
     sender: User | None = None
     others: list[User] = field(default_factory=list)
     operator: bool = False
@@ -87,6 +89,11 @@ class Context:
     author_status: str = ""
     vm_names: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+
+    @property
+    def forged(self) -> bool:
+        """Our MTA says the sender's domain disowns this mail (DMARC failed, policy not "none")."""
+        return self.authentication is not None and self.authentication.forged
 
     @property
     def is_operator_address(self) -> bool:

@@ -114,11 +114,14 @@ class OutboxRepository:
         async with self.conn.execute("SELECT rcpt_to FROM outbox WHERE message_id = ?", (message_id,)) as cursor:
             return [str(values[0]).lower() for values in await cursor.fetchall()]
 
-    async def oldest_queued(self) -> str | None:
-        """When the oldest mail still waiting to leave was queued."""
-        async with self.conn.execute("SELECT min(created_at) FROM outbox WHERE status = 'queued'") as cursor:
+    async def waiting(self) -> tuple[str | None, str | None, str | None]:
+        """When the oldest waiting mail was queued, when the last mail left, since when a waiting one is due."""
+        async with self.conn.execute(
+            "SELECT min(CASE WHEN status = 'queued' THEN created_at END), max(sent_at),"
+            " min(CASE WHEN status = 'queued' THEN next_attempt_at END) FROM outbox"
+        ) as cursor:
             values = await cursor.fetchone()
-        return values[0] if values else None
+        return (values[0], values[1], values[2]) if values else (None, None, None)
 
     async def count_recent(self, rcpt_to: str, kinds: tuple[str, ...], since: datetime) -> int:
         """How many mails of ``kinds`` were queued for ``rcpt_to`` since ``since``, whatever became of them."""

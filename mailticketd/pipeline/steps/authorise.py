@@ -27,7 +27,7 @@ class Authorise:
             return
         ticket = candidate.ticket
         participants = await ctx.store.tickets.participant_ids(ticket.id)
-        forged = ctx.no_auto_reply == "dmarc-fail" and candidate.via != VIA_TOKEN
+        forged = ctx.forged and candidate.via != VIA_TOKEN
         if forged or not may_act_on(ctx.sender, ticket, participants, operator=ctx.operator):
             # The author learns nothing of that ticket: the mail opens a new one, and
             # only operators see which ticket it tried to name.

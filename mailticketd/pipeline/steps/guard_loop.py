@@ -6,7 +6,9 @@ from mailticketd.mail.authresults import verdict
 from mailticketd.pipeline.context import Context
 
 _BULK_PRECEDENCE = {"bulk", "junk", "list"}
-_AUTORESPONDER_HEADERS = ("x-auto-response-suppress", "x-autoreply", "x-autorespond")
+_AUTORESPONDER_HEADERS = ("x-autoreply", "x-autorespond")
+# Asks us not to answer automatically; Exchange puts it on ordinary mail too, so the mail stays a mail.
+_NO_ANSWER_WANTED = "x-auto-response-suppress"
 
 
 class GuardLoop:
@@ -15,6 +17,7 @@ class GuardLoop:
     name = "guard-loop"
 
     async def run(self, ctx: Context) -> None:
+        ctx.authentication = verdict(ctx.mail, ctx.config.operators.authserv_id)
         reason = _bounce_reason(ctx)
         if reason:
             ctx.kind = "bounce"
@@ -69,7 +72,8 @@ def _loop_or_spam_reason(ctx: Context) -> str | None:
         return "spam"
     if (ctx.mail.header("x-spam-status") or "").strip().lower().startswith("yes"):
         return "spam"
-    found = verdict(ctx.mail, ctx.config.operators.authserv_id)
-    if found is not None and found.dmarc == "fail":
+    if ctx.authentication is not None and ctx.authentication.dmarc == "fail":
         return "dmarc-fail"
+    if ctx.mail.header(_NO_ANSWER_WANTED) is not None:
+        return _NO_ANSWER_WANTED
     return None

@@ -65,11 +65,15 @@ class StoreArticle:
 
 
 async def _new_ccs(ctx: Context) -> list[User]:
-    """CCs who join the ticket: all on a new ticket or a reply proven by its token; on any other follow-up
-    (a tag or a Message-ID, which a forger can copy) none, so a forged sender cannot add a stranger."""
+    """CCs who join the ticket: all on a new ticket, a reply proven by its token, or one our MTA found
+    DMARC-aligned; on any other follow-up (a tag or a Message-ID, which a forger can copy) none, so a
+    forged sender cannot add a stranger."""
     assert ctx.ticket is not None
     if ctx.decision == "new" or (ctx.candidate is not None and ctx.candidate.via == VIA_TOKEN):
         return ctx.others
+    if ctx.authentication is not None and ctx.author_address and ctx.authentication.dmarc_passed_for(
+            ctx.author_address):
+        return ctx.others  # our MTA vouches for the sender: a forger cannot produce that
     taking_part = await ctx.store.tickets.participant_ids(ctx.ticket.id)
     for user in ctx.others:
         if user.id not in taking_part:
