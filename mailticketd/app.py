@@ -16,7 +16,6 @@ from mailticketd.clock import utc_now
 from mailticketd.config import Config, load_config
 from mailticketd.health import health_report
 from mailticketd.inbox.worker import InboxWorker
-from mailticketd.mail.templates import Templates
 from mailticketd.metrics import Metrics
 from mailticketd.outbox.failures import failure_reporter
 from mailticketd.outbox.mailer import Mailer
@@ -24,6 +23,7 @@ from mailticketd.outbox.transports import make_transport
 from mailticketd.outbox.worker import DeliveryWorker
 from mailticketd.pipeline.context import Services
 from mailticketd.pipeline.order import Pipeline
+from mailticketd.services import check_start_up
 from mailticketd.smtp.handler import InboundHandler
 from mailticketd.smtp.server import SmtpListener, start_smtp_server
 from mailticketd.storage import Database
@@ -50,13 +50,9 @@ class _Parts:
 
     @classmethod
     def build(cls, config: Config) -> _Parts:
-        templates = Templates(config.mail.templates)
-        templates.check()
-        pages = Pages(config.mail.templates, config.mail.from_name)
-        pages.check()
+        templates, pages, pipeline = check_start_up(config)
         signer = load_signer(config.mail.token_secrets, config.storage.database.parent)
-        services = Services(signer=signer, mailer=Mailer(config, templates, signer), templates=templates)
-        return cls(Pipeline(), services, pages)
+        return cls(pipeline, Services(signer=signer, mailer=Mailer(config, templates, signer)), pages)
 
 
 class Daemon:
@@ -73,7 +69,7 @@ class Daemon:
         self.worker = InboxWorker(self.db, config, self.pipeline, self.services, on_committed=self.delivery.wake,
                                   metrics=self.metrics)
         self.handler = InboundHandler(config, self.db, on_stored=self.worker.wake, metrics=self.metrics)
-        self.web = build_web_server(config, self.db, self.services.mailer, on_queued=self.delivery.wake)
+        self.web = build_web_server(config, self.db, self.services.mailer, parts.pages, on_queued=self.delivery.wake)
         self.web.operations = Operations(self.health, self.metrics.render)
         self._smtp: SmtpListener | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -5,7 +5,9 @@ from __future__ import annotations
 from mailticketd.config import Config
 from mailticketd.mail.templates import Templates
 from mailticketd.outbox.mailer import Mailer
+from mailticketd.pipeline.order import Pipeline
 from mailticketd.tickets.tokens import load_signer
+from mailticketd.web.pages import Pages
 
 
 def make_mailer(config: Config) -> Mailer:
@@ -15,11 +17,10 @@ def make_mailer(config: Config) -> Mailer:
     return Mailer(config, templates, signer)
 
 
-def check_start_up(config: Config) -> None:
+def check_start_up(config: Config) -> tuple[Templates, Pages, Pipeline]:
     """Everything start-up checks without binding a port or touching the state: templates, pages, pipeline."""
-    from mailticketd.pipeline.order import Pipeline
-    from mailticketd.web.pages import Pages
-
-    Templates(config.mail.templates).check()
-    Pages(config.mail.templates, config.mail.from_name).check()
-    Pipeline()
+    templates = Templates(config.mail.templates)
+    templates.check()
+    pages = Pages(config.mail.templates, config.mail.from_name)
+    pages.check()
+    return templates, pages, Pipeline()

@@ -10,7 +10,6 @@ from mailticketd.config import Config
 from mailticketd.directory.models import User
 from mailticketd.mail.authresults import Verdict
 from mailticketd.mail.parse import IncomingMail
-from mailticketd.mail.templates import Templates
 from mailticketd.outbox.mailer import Mailer
 from mailticketd.storage import Store
 from mailticketd.tickets.models import Ticket
@@ -48,11 +47,10 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Services:
-    """What steps use besides the store: the reply-token signer, the mailer, the clock's reading."""
+    """What steps use besides the store: the reply-token signer and the mailer."""
 
     signer: TokenSigner
     mailer: Mailer
-    templates: Templates
 
 
 @dataclass

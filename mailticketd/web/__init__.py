@@ -17,10 +17,12 @@ from mailticketd.web.server import WebServer
 __all__ = ["PageError", "WebServer", "build_web_server"]
 
 
-def build_web_server(config: Config, db: Database, mailer: Mailer, *, on_queued: Callable[[], None] | None = None,
+def build_web_server(config: Config, db: Database, mailer: Mailer, pages: Pages | None = None, *,
+                     on_queued: Callable[[], None] | None = None,
                      clock: Callable[[], datetime] = utc_now) -> WebServer:
-    """The HTTP listener with its pages checked (``PageError`` if one is missing or broken)."""
-    pages = Pages(config.mail.templates, config.mail.from_name)
-    pages.check()
+    """The HTTP listener; ``pages`` already checked, else loaded and checked here (``PageError``)."""
+    if pages is None:
+        pages = Pages(config.mail.templates, config.mail.from_name)
+        pages.check()
     desk = VerificationDesk(config, db, mailer, Passwords(), clock=clock, on_queued=on_queued)
     return WebServer(config, desk, pages)
