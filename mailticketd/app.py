@@ -69,7 +69,8 @@ class Daemon:
         self.worker = InboxWorker(self.db, config, self.pipeline, self.services, on_committed=self.delivery.wake,
                                   metrics=self.metrics)
         self.handler = InboundHandler(config, self.db, on_stored=self.worker.wake, metrics=self.metrics)
-        self.web = build_web_server(config, self.db, self.services.mailer, parts.pages, on_queued=self.delivery.wake)
+        self.web = build_web_server(config, self.db, self.services.mailer, parts.pages, on_queued=self.delivery.wake,
+                                    on_stored=self.worker.wake)
         self.web.operations = Operations(self.health, self.metrics.render)
         self._smtp: SmtpListener | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -128,6 +129,18 @@ class HttpConfig:
     port: int
     base_url: str
     verification_hours: int
+    session_idle_hours: float  # a helpdesk session ends after this long without a request
+    session_max_hours: float  # and after this long in any case
+    login_failures: int  # failed log-ins for one address (or ten times that for one client) ...
+    login_lockout_minutes: float  # ... within this time lock further tries out for this time
+    max_attachments: int  # files in one web answer or new ticket
+    trust_forwarded_for: bool  # the client's address is the last one in X-Forwarded-For (behind a proxy)
+    time_zone: str  # for the dates on the helpdesk pages
+
+    @property
+    def secure(self) -> bool:
+        """Pages are served over https (by the reverse proxy): cookies carry ``Secure``."""
+        return self.base_url.lower().startswith("https://")
 
 
 @dataclass(frozen=True)
@@ -242,7 +255,8 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
     http_host, http_port = _listen(v["http"]["listen"], fail("[http] listen", "expected host:port"))
     for section, key in (("smtp", "max_message_size"), ("smtp", "max_recipients"),
                          ("smtp", "max_connections"), ("smtp", "max_line_length"),
-                         ("inbox", "max_backlog"), ("inbox", "max_attempts"), ("http", "verification_hours")):
+                         ("inbox", "max_backlog"), ("inbox", "max_attempts"), ("http", "verification_hours"),
+                         ("http", "login_failures"), ("http", "max_attachments")):
         if v[section][key] < 1:
             raise fail(f"[{section}] {key}", f"must be at least 1, got {v[section][key]!r}")
     addresses = _addresses(v["mail"]["addresses"], fail)
@@ -260,6 +274,14 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
         raise fail("[mail] token_secrets", "each secret needs at least 16 characters")
     if v["operators"]["trust_authentication_results"] and not v["operators"]["authserv_id"]:
         raise fail("[operators] authserv_id", "is needed when trust_authentication_results = true")
+    try:
+        zoneinfo.ZoneInfo(v["http"]["time_zone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise fail("[http] time_zone", f"is not a known time zone (such as Europe/Berlin): {v['http']['time_zone']!r}"
+                   ) from error
+    for key in ("session_idle_hours", "session_max_hours", "login_lockout_minutes"):
+        if v["http"][key] <= 0:
+            raise fail(f"[http] {key}", f"must be more than 0, got {v['http'][key]!r}")
     for section, key in (("tickets", "reopen_window_days"), ("notify", "max_auto_replies_per_hour")):
         if v[section][key] < 0:
             raise fail(f"[{section}] {key}", f"must not be negative, got {v[section][key]!r}")
@@ -291,7 +313,7 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
         storage=StorageConfig(database=Path(v["storage"]["database"]), busy_timeout=v["storage"]["busy_timeout"]),
         outbound=OutboundConfig(**(v["outbound"] | {"maildir": Path(v["outbound"]["maildir"])})),
         http=HttpConfig(host=http_host, port=http_port, base_url=v["http"]["base_url"].rstrip("/"),
-                        verification_hours=v["http"]["verification_hours"]),
+                        **{key: value for key, value in v["http"].items() if key not in ("listen", "base_url")}),
         operators=OperatorsConfig(
             addresses=_addresses(v["operators"]["addresses"], fail, "[operators] addresses"),
             authserv_id=v["operators"]["authserv_id"],

@@ -21,6 +21,7 @@ import pytest
 import structlog
 from argon2 import PasswordHasher
 from selenium.webdriver.common.by import By
+from yarl import URL
 
 from mailticketd.app import Daemon
 from mailticketd.clock import iso, utc_now
@@ -40,9 +41,15 @@ def config(tmp_path: Path) -> Config:
     return make_config(tmp_path, http={"listen": "127.0.0.1:0"})
 
 
+# The anonymous form token a browser got from an earlier page (double-submit cookie).
+CSRF = "c" * 43
+
+
 @pytest.fixture
 async def client(daemon: Daemon) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{daemon.http_port}") as session:
+    base = f"http://127.0.0.1:{daemon.http_port}"
+    async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        session.cookie_jar.update_cookies({"mailticketd_csrf": CSRF}, URL(base))
         yield session
 
 
@@ -113,7 +120,7 @@ def path_of(link: str) -> str:
 
 
 def form(password: str = PASSWORD, repeated: str | None = None) -> dict[str, str]:
-    return {"password": password, "password_repeat": password if repeated is None else repeated}
+    return {"password": password, "password_repeat": password if repeated is None else repeated, "csrf": CSRF}
 
 
 # -- the form -----------------------------------------------------------------
@@ -159,7 +166,7 @@ async def test_pages_load_nothing_from_elsewhere_and_are_not_cached(daemon: Daem
     assert not re.search(r"(src|href)\s*=", page)
     assert "<script" not in page
     assert headers["Cache-Control"] == "no-store"
-    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["Referrer-Policy"] == "no-referrer"
     assert "default-src 'none'" in headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
 
@@ -364,7 +371,7 @@ async def test_renew_queues_exactly_one_verify_mail_with_a_working_link(daemon: 
     """Asking for a new link on an expired one queues one 'verify' mail in the user's language, whose link works."""
     user = await add_user(daemon, language="en", name="Anna Example")
     token = await expired_token(daemon, user)
-    async with client.post(f"/verify/{token}/renew") as response:
+    async with client.post(f"/verify/{token}/renew", data={"csrf": CSRF}) as response:
         page = await response.text()
         assert response.status == 200
     assert "A new link has been sent" in page
@@ -383,9 +390,9 @@ async def test_renew_is_rate_limited(daemon: Daemon, client: aiohttp.ClientSessi
     user = await add_user(daemon, language="de")
     token = await expired_token(daemon, user)
     for _ in range(3):
-        async with client.post(f"/verify/{token}/renew") as response:
+        async with client.post(f"/verify/{token}/renew", data={"csrf": CSRF}) as response:
             assert response.status == 200
-    async with client.post(f"/verify/{token}/renew") as response:
+    async with client.post(f"/verify/{token}/renew", data={"csrf": CSRF}) as response:
         page = await response.text()
         assert response.status == 429
     assert "später noch einmal" in page
@@ -396,7 +403,7 @@ async def test_renew_of_a_working_link_sends_nothing(daemon: Daemon, client: aio
     """A link that still works is not renewed: the request is sent back to its form."""
     user = await add_user(daemon)
     token = await issue(daemon, user)
-    async with client.post(f"/verify/{token}/renew", allow_redirects=False) as response:
+    async with client.post(f"/verify/{token}/renew", data={"csrf": CSRF}, allow_redirects=False) as response:
         assert response.status == 303
         assert response.headers["Location"] == f"/verify/{token}"
     assert await verify_mails(daemon, user.address) == []
@@ -410,7 +417,7 @@ async def test_token_is_stored_only_as_a_hash(daemon: Daemon, client: aiohttp.Cl
     user = await add_user(daemon)
     token = await issue(daemon, user)
     expired = await expired_token(daemon, user)
-    async with client.post(f"/verify/{expired}/renew") as response:
+    async with client.post(f"/verify/{expired}/renew", data={"csrf": CSRF}) as response:
         assert response.status == 200
     renewed = path_of(link_in((await verify_mails(daemon, user.address))[0])).rsplit("/", 1)[1]
     async with client.post(f"/verify/{token}", data=form()) as response:

@@ -18,7 +18,7 @@ from mailticketd.directory.errors import AdminError
 from mailticketd.directory.vm_admin import VmAdmin
 from mailticketd.directory.models import MONITORING_CONTACT_LEFT, PRIMARY_CONTACT_LEFT, Organisation, User
 from mailticketd.directory.policy import is_authorised
-from mailticketd.directory.verification import issue_verification, verification_url
+from mailticketd.directory.verification import issue_verification, login_url, verification_url
 from mailticketd.outbox.mailer import Letter, Mailer
 from mailticketd.storage import Store
 
@@ -321,7 +321,7 @@ class DirectoryAdmin(VmAdmin):
         context = {"recipient": _person(user), "organisation": organisation, "authorised": user.authorised,
                    "manager": user.role == "manager",
                    "verification_url": verification_url(self.config.http.base_url, token),
-                   "verification_hours": hours}
+                   "verification_hours": hours, "login_url": login_url(self.config.http.base_url)}
         await self._send(Letter("verify", "welcome", user.address, context, self._language(user), user.name))
 
     async def _send(self, letter: Letter) -> None:

@@ -23,3 +23,8 @@ async def issue_verification(store: Store, user_id: int, *, hours: int, now: dat
 
 def verification_url(base_url: str, token: str) -> str:
     return f"{base_url}/verify/{token}"
+
+
+def login_url(base_url: str) -> str:
+    """The helpdesk's log-in page, named in every mail that talks about the password."""
+    return f"{base_url}/login"

@@ -14,7 +14,7 @@ from mailticketd.config import Config
 from mailticketd.mail.parse import IncomingMail, parse_mail
 from mailticketd.mail.reply import new_text, visible_text
 from mailticketd.metrics import Metrics
-from mailticketd.pipeline.context import Context, Envelope, Services
+from mailticketd.pipeline.context import Context, Envelope, Services, WebOrigin
 from mailticketd.pipeline.order import Pipeline
 from mailticketd.pipeline.outcomes import Discard, Failure
 from mailticketd.queue_worker import QueueWorker
@@ -34,9 +34,13 @@ class PreparedMail:
     new_text: str
 
 
-def prepare(raw: bytes) -> PreparedMail:
-    """Parse once and cut the quoted history; runs in a worker thread."""
+def prepare(raw: bytes, *, whole: bool = False) -> PreparedMail:
+    """Parse once and cut the quoted history (``whole``: keep all, as for text typed into the web form); runs in a
+    worker thread."""
     mail = parse_mail(raw)
+    if whole:
+        text = mail.text.strip()
+        return PreparedMail(mail, text, text)
     return PreparedMail(mail, visible_text(mail.text), new_text(mail.text))
 
 
@@ -77,14 +81,15 @@ class InboxWorker(QueueWorker):
         row, raw = item
         with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
             try:
-                prepared = await asyncio.to_thread(prepare, raw)
+                prepared = await asyncio.to_thread(prepare, raw, whole=row.origin is not None)
                 await self._process(row, prepared)
             except Exception as error:
                 await self._record_failure(row, error)
         return True
 
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
-        envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos)
+        envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,
+                            web=WebOrigin.from_row(row.origin))
         async with self.db.transaction() as store:
             ctx = Context(inbox_id=row.id, envelope=envelope, mail=prepared.mail, visible_text=prepared.visible_text,
                           store=store, config=self.config, services=self.services, now=self.clock(),

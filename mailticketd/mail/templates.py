@@ -21,7 +21,15 @@ _RECIPIENT = {"address": "anna@example.com", "name": "Anna"}
 # Every template with a context like the ones the daemon passes.
 SAMPLES: dict[str, dict[str, Any]] = {
     "ack": {"ticket": _TICKET, "recipient": _RECIPIENT, "verification_url": "https://x/verify/t",
-            "verification_hours": 72},
+            "verification_hours": 72, "login_url": "https://x/login"},
+    "password": {"recipient": _RECIPIENT, "verification_url": "https://x/verify/t", "verification_hours": 72,
+                 "login_url": "https://x/login"},
+    "request_account": {"organisation": "Example GmbH", "requester": _RECIPIENT, "authorise": True, "note": "Hi",
+                        "person": {"name": "Bob", "address": "bob@example.com", "phone": "+49 30 1234"}},
+    "request_contact": {"organisation": "Example GmbH", "requester": _RECIPIENT, "role": "primary", "member": False,
+                        "note": "Hi", "person": {"name": "Bob", "address": "bob@example.com", "phone": "+49 30 1"}},
+    "request_left": {"organisation": "Example GmbH", "requester": _RECIPIENT, "note": "Hi",
+                     "person": {"name": "Bob", "address": "bob@example.com"}},
     "reply": {"ticket": _TICKET, "recipient": _RECIPIENT, "text": "Hello"},
     "copy": {"ticket": _TICKET, "recipient": _RECIPIENT, "author": "bob@example.com", "text": "Hello"},
     "status": {"ticket": _TICKET, "recipient": _RECIPIENT, "status": "closed", "reopen_days": 14},
@@ -30,6 +38,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "ticket": _TICKET, "event": "new", "author": "anna@example.com", "author_status": "unverified",
         "vms": [{"name": "de-fr-srv-0815", "organisation": "Other AG", "flags": ["other-organisation"]}],
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
+        "via_web": True,
     },
     "nothing_sent": {"ticket": _TICKET},
     "inbox_failed": {"inbox_id": 42, "reason": "OperationalError: disk I/O error", "mail_from": "anna@example.com",
@@ -43,7 +52,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "delivery_failed": {"ticket": _TICKET, "recipient": "anna@example.com", "error": "550 5.1.1 unknown",
                         "original_subject": "[MH#10042] Server down"},
     "welcome": {"recipient": _RECIPIENT, "organisation": "Example GmbH", "authorised": True, "manager": True,
-                "verification_url": "https://x/verify/t", "verification_hours": 72},
+                "verification_url": "https://x/verify/t", "verification_hours": 72, "login_url": "https://x/login"},
     "contact_left": {"recipient": _RECIPIENT, "organisation": "Example GmbH",
                      "left": {"address": "bob@example.com", "name": "Bob"}, "roles": ["primary", "monitoring"]},
 }

@@ -19,8 +19,24 @@ from mailticketd.tickets.tokens import TokenSigner
 VIA_TOKEN = "token"
 VIA_TAG = "tag"
 VIA_REFERENCES = "references"
+VIA_WEB = "web"  # written in the web helpdesk by a logged-in person: as good as a reply token
 
 SYSTEM_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster"})
+
+
+@dataclass(frozen=True)
+class WebOrigin:
+    """Who wrote a mail in the web helpdesk, on which ticket, naming which VMs; no SMTP sender can set it."""
+
+    user_id: int
+    ticket_number: int | None = None
+    vms: tuple[str, ...] = ()
+
+    @classmethod
+    def from_row(cls, origin: dict[str, Any] | None) -> WebOrigin | None:
+        if not origin:
+            return None
+        return cls(int(origin["user_id"]), origin.get("ticket"), tuple(origin.get("vms", ())))
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,7 @@ class Envelope:
     peer: str
     mail_from: str
     rcpt_tos: tuple[str, ...]
+    web: WebOrigin | None = None
 
     @property
     def is_bounce(self) -> bool:

@@ -20,6 +20,7 @@ import aiosqlite
 
 from mailticketd.storage.audit import AuditRepository
 from mailticketd.storage.directory import OrganisationRepository, UserRepository, VmRepository
+from mailticketd.storage.helpdesk import HelpdeskRepository
 from mailticketd.storage.inbox import InboxRepository
 from mailticketd.storage.outbox import OutboxRepository
 from mailticketd.storage.tickets import ArticleRepository, TicketRepository
@@ -61,6 +62,7 @@ class Store:
         self.articles = ArticleRepository(conn)
         self.outbox = OutboxRepository(conn)
         self.audit = AuditRepository(conn)
+        self.helpdesk = HelpdeskRepository(conn)
 
 
 def _migrations() -> list[tuple[int, str]]:

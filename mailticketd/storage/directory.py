@@ -175,6 +175,10 @@ class UserRepository:
             "UPDATE users SET status = 'inactive', authorised = 0, authorised_until = NULL,"
             " authorisation_note = NULL, monitoring_contact = 0 WHERE id = ?", (user_id,)
         )
+        # Someone who left is logged out everywhere, and no link of theirs works any more.
+        await self.conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
+        await self.conn.execute("UPDATE verification_tokens SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
+                                (iso(utc_now()), user_id))
 
     async def has_tickets(self, user_id: int) -> bool:
         """True if the user requested, takes part in or wrote to any ticket."""
@@ -189,6 +193,7 @@ class UserRepository:
     async def delete(self, user_id: int) -> None:
         """Remove a user without tickets, and their verification tokens."""
         await self.conn.execute("DELETE FROM verification_tokens WHERE user_id = ?", (user_id,))
+        await self.conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
         await self.conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
     async def mark_delivery_failed(self, address: str, failure: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiosqlite
 
@@ -25,10 +26,11 @@ class InboxRow:
     reason: str | None
     decision: str | None
     ticket_number: int | None
+    origin: dict[str, Any] | None = None  # set by the web helpdesk only: who wrote, which ticket, which VMs
 
 
 _COLUMNS = """i.id, i.received_at, i.peer, i.mail_from, i.rcpt_tos, i.message_id, i.size,
-    i.status, i.attempts, i.reason, i.decision, t.number"""
+    i.status, i.attempts, i.reason, i.decision, t.number, i.origin"""
 
 
 def _row(values: aiosqlite.Row) -> InboxRow:
@@ -36,6 +38,7 @@ def _row(values: aiosqlite.Row) -> InboxRow:
         id=values[0], received_at=values[1], peer=values[2], mail_from=values[3],
         rcpt_tos=tuple(json.loads(values[4])), message_id=values[5], size=values[6], status=values[7],
         attempts=values[8], reason=values[9], decision=values[10], ticket_number=values[11],
+        origin=json.loads(values[12]) if values[12] else None,
     )
 
 
@@ -43,11 +46,13 @@ class InboxRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
-    async def add(self, *, peer: str, mail_from: str, rcpt_tos: list[str], message_id: str | None, raw: bytes) -> int:
+    async def add(self, *, peer: str, mail_from: str, rcpt_tos: list[str], message_id: str | None, raw: bytes,
+                  origin: dict[str, Any] | None = None) -> int:
         cursor = await self.conn.execute(
-            "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, raw)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (iso(utc_now()), peer, mail_from, json.dumps(rcpt_tos), message_id, len(raw), raw),
+            "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, raw, origin)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (iso(utc_now()), peer, mail_from, json.dumps(rcpt_tos), message_id, len(raw), raw,
+             json.dumps(origin) if origin is not None else None),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -66,7 +71,7 @@ class InboxRepository:
             (iso(now),),
         ) as cursor:
             values = await cursor.fetchone()
-        return (_row(values), bytes(values[12])) if values else None
+        return (_row(values), bytes(values[13])) if values else None
 
     async def stats(self) -> tuple[int, int, str | None]:
         """Pending rows, failed rows, and when the oldest pending row was received."""

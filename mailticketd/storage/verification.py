@@ -73,6 +73,8 @@ class VerificationRepository:
             " status = CASE status WHEN 'unverified' THEN 'active' ELSE status END WHERE id = ?",
             (password_hash, iso(now), user_id),
         )
+        # A new password ends every session that the old one opened.
+        await self.conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
 
     async def password_hash(self, user_id: int) -> str | None:
         """The stored password hash of ``user_id``, if any."""

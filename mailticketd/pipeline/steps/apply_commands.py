@@ -10,9 +10,9 @@ from mailticketd.pipeline.context import Context
 
 STATUS_COMMANDS = {"#close": "closed", "#pending": "pending", "#open": "open"}
 # Requests of the ticket's organisation that operators carry out by mail, as the staff CLI would.
-DIRECTORY_COMMANDS = ("#primary", "#authorise", "#adduser")
+DIRECTORY_COMMANDS = ("#primary", "#authorise", "#adduser", "#monitoring", "#left")
 VALID_COMMANDS = ("#note", "#close", "#pending", "#open", "#assign <operator>", "#primary <address>",
-                  "#authorise <address>", "#adduser <address>")
+                  "#authorise <address>", "#adduser <address>", "#monitoring <address>", "#left <address>")
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,16 @@ async def _directory(ctx: Context, commands: list[tuple[str, str]]) -> bool:
 async def _carry_out(admin: DirectoryAdmin, command: str, address: str, organisation: str) -> None:
     if command == "#primary":
         await admin.set_primary_contact(organisation, address)
-    elif command == "#authorise":
+    elif command in ("#authorise", "#monitoring", "#left"):
         user = await admin.user(address)
         if user.organisation != organisation:
             raise AdminError(f"user {user.address!r} is not a member of {organisation!r}")
-        await admin.authorise(address)
+        if command == "#authorise":
+            await admin.authorise(address)
+        elif command == "#monitoring":
+            await admin.set_monitoring_contact(address, True)
+        else:  # the person left: inactive, logged out, replacements asked for
+            await admin.deactivate(address)
     else:
         known = await admin.store.users.by_address(address)
         if known is not None and known.organisation_id is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from mailticketd.directory.policy import may_act_on
-from mailticketd.pipeline.context import VIA_TOKEN, Context
+from mailticketd.pipeline.context import VIA_TOKEN, VIA_WEB, Context
 
 NEW = "new"
 FOLLOW_UP = "follow-up"
@@ -27,7 +27,7 @@ class Authorise:
             return
         ticket = candidate.ticket
         participants = await ctx.store.tickets.participant_ids(ticket.id)
-        forged = ctx.forged and candidate.via != VIA_TOKEN
+        forged = ctx.forged and candidate.via not in (VIA_TOKEN, VIA_WEB)
         if forged or not may_act_on(ctx.sender, ticket, participants, operator=ctx.operator):
             # The author learns nothing of that ticket: the mail opens a new one, and
             # only operators see which ticket it tried to name.

@@ -17,6 +17,8 @@ class GuardLoop:
     name = "guard-loop"
 
     async def run(self, ctx: Context) -> None:
+        if ctx.envelope.web is not None:
+            return  # typed into the web helpdesk by a logged-in person: no machine wrote it
         ctx.authentication = verdict(ctx.mail, ctx.config.operators.authserv_id)
         reason = _bounce_reason(ctx)
         if reason:

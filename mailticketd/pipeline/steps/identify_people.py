@@ -12,6 +12,10 @@ class IdentifyPeople:
     name = "identify-people"
 
     async def run(self, ctx: Context) -> None:
+        if ctx.envelope.web is not None:
+            # The logged-in person is the author, whatever the composed headers say; a web form has no CC.
+            ctx.sender = (await ctx.store.users.by_ids([ctx.envelope.web.user_id])).get(ctx.envelope.web.user_id)
+            return
         author = ctx.author_address
         operators = set(ctx.config.operators.addresses)
         others = _other_addresses(ctx, author, operators)

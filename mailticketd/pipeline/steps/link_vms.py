@@ -18,6 +18,8 @@ class LinkVms:
         if ctx.ticket is None:
             return
         names = find_vm_names(ctx.config.mail.vm_pattern, ctx.mail.subject, ctx.visible_text)
+        if ctx.envelope.web is not None:  # the VMs ticked in the web form
+            names = list(dict.fromkeys([*names, *find_vm_names(ctx.config.mail.vm_pattern, *ctx.envelope.web.vms)]))
         if not names:
             return
         inventory = await ctx.store.vms.by_names(names)

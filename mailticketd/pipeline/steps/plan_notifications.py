@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from mailticketd.directory.models import User
-from mailticketd.directory.verification import issue_verification, verification_url
+from mailticketd.directory.verification import issue_verification, login_url, verification_url
 from mailticketd.pipeline.context import Context
 from mailticketd.pipeline.steps.apply_commands import VALID_COMMANDS
 from mailticketd.outbox.mailer import AUTO_REPLIED, Letter
@@ -52,6 +52,7 @@ async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> N
            for vm in await ctx.store.tickets.vms(ctx.ticket.id) if vm.name in ctx.vm_names]
     context = {"ticket": ticket, "event": event, "author": ctx.author_address, "vms": vms,
                "author_status": ctx.author_status, "flags": ctx.flags, "text": ctx.visible_text,
+               "via_web": ctx.envelope.web is not None,
                "attachments": [{"name": a.name, "size": a.size} for a in ctx.mail.attachments]}
     for operator in ctx.config.operators.addresses:
         if operator != ctx.author_address:
@@ -71,7 +72,7 @@ async def _acknowledge(ctx: Context, ticket: dict[str, Any]) -> None:
         token = await issue_verification(ctx.store, sender.id, hours=hours, now=ctx.now)
         url = verification_url(ctx.config.http.base_url, token)
     context: dict[str, Any] = {"ticket": ticket, "recipient": _person(sender), "verification_url": url,
-                               "verification_hours": hours}
+                               "verification_hours": hours, "login_url": login_url(ctx.config.http.base_url)}
     await _send(ctx, Letter("ack", "ack", sender.address, context, _language(ctx, sender), sender.name,
                             AUTO_REPLIED))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailticketd.mail.authresults import verdict
-from mailticketd.pipeline.context import VIA_REFERENCES, VIA_TAG, VIA_TOKEN, Candidate, Context
+from mailticketd.pipeline.context import VIA_REFERENCES, VIA_TAG, VIA_TOKEN, VIA_WEB, Candidate, Context
 from mailticketd.tickets.tags import find_tag_numbers
 from mailticketd.tickets.tokens import tokens_in
 
@@ -15,6 +15,12 @@ class ResolveTicket:
 
     async def run(self, ctx: Context) -> None:
         if ctx.ticket is not None:  # a bounce already matched to the mail it reports on
+            return
+        if ctx.envelope.web is not None:  # the web names its ticket itself; nothing in the text counts
+            number = ctx.envelope.web.ticket_number
+            ticket = await ctx.store.tickets.by_number(number) if number is not None else None
+            if ticket is not None:
+                ctx.candidate = Candidate(ticket, VIA_WEB)
             return
         if await self._by_token(ctx):
             return
