@@ -107,7 +107,8 @@ class HelpdeskRepository:
     async def session(self, sha256: str) -> WebSession | None:
         async with self.conn.execute(
             f"SELECT s.csrf, s.created_at, s.seen_at, u.password_hash, {_USER_COLUMNS}"
-            f" FROM web_sessions s JOIN {_USER_FROM} ON u.id = s.user_id WHERE s.sha256 = ?",
+            " FROM web_sessions s JOIN users u ON u.id = s.user_id LEFT JOIN organisations o ON o.id = u.organisation_id"
+            " WHERE s.sha256 = ?",
             (sha256,),
         ) as cursor:
             values = await cursor.fetchone()
