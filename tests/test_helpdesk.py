@@ -137,10 +137,10 @@ async def test_list_filters_searches_and_pages(tmp_path: Path) -> None:
             await store.tickets.set_status((await store.tickets.by_number(10004)).id, "closed")  # type: ignore[union-attr]
         async with browserless(daemon, address=MANAGER) as client:
             first = (await client.get("/tickets"))[1]
-            assert len(await ticket_numbers(first)) == 50 and "Seite 1 von 2" in first and "page=2" in first
+            assert len(await ticket_numbers(first)) == 50 and "Seite 1" in first and "page=2" in first
             assert (await ticket_numbers(first))[:2] == [10004, 10003]  # changed last
             second = (await client.get("/tickets?page=2"))[1]
-            assert len(await ticket_numbers(second)) == 5
+            assert len(await ticket_numbers(second)) == 5 and "page=1" in second and "page=3" not in second
             waiting = (await client.get("/tickets?status=waiting"))[1]
             assert await ticket_numbers(waiting) == [10003] and "wartet auf Sie" in waiting
             assert await ticket_numbers((await client.get("/tickets?status=closed"))[1]) == [10004]

@@ -35,7 +35,7 @@ PAGE_SAMPLES: dict[str, dict[str, Any]] = {
     "tickets": {"user": _USER, "tickets": [{"number": 10042, "tag": "[MH#10042]", "subject": "Server down",
                                             "status": "open", "updated": "01.12.2026 10:00",
                                             "vms": ["de-fr-srv-0815"]}],
-                "total": 51, "page": 1, "pages": 2, "shown_status": "open", "query": "backup", "manager": True, "notice": "pending",
+                "page": 2, "more": True, "shown_status": "open", "query": "backup", "manager": True, "notice": "pending",
                 "organisation": "Example GmbH"},
     "ticket": {"user": _USER, "notice": "sent", "problem": "too-large", "text": "", "ticket": _TICKET,
                "reopen_days": 14, "vms": ["de-fr-srv-0815"],

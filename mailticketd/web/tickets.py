@@ -74,13 +74,12 @@ class Tickets:
         number, words = _search(query)
         async with self.site.db.read() as store:
             found = await store.helpdesk.tickets(user, status=status or None, words=words, number=number,
-                                                 limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+                                                 limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
         prefix = self.site.config.mail.tag_prefix
         tickets = [{"number": t.number, "tag": format_tag(prefix, t.number), "subject": t.subject,
                     "status": status_word(t.status), "updated": self._when(t.updated_at, request),
-                    "vms": list(t.vms)} for t in found.tickets]
-        pages = max(1, -(-found.total // PAGE_SIZE))
-        return self.site.page(request, "tickets", tickets=tickets, total=found.total, page=page, pages=pages,
+                    "vms": list(t.vms)} for t in found[:PAGE_SIZE]]
+        return self.site.page(request, "tickets", tickets=tickets, page=page, more=len(found) > PAGE_SIZE,
                               shown_status=status, query=query, manager=user.is_manager,
                               notice="pending" if "pending" in request.query else None,
                               organisation=user.organisation if user.is_manager else None)
