@@ -20,7 +20,7 @@ from aiohttp import web
 from mailticketd.directory.verification import issue_verification, login_url, verification_url
 from mailticketd.outbox.mailer import Letter, Mailer
 from mailticketd.web.links import RENEWAL_WINDOW, RENEWALS_PER_WINDOW
-from mailticketd.web.sessions import LOCKED, LOGGED_IN, VISITOR, Visitor
+from mailticketd.web.sessions import LOCKED, LOGGED_IN, VISITOR
 from mailticketd.web.site import Site
 
 log = structlog.get_logger("mailticketd.web")

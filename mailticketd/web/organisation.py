@@ -23,7 +23,7 @@ from mailticketd.directory.models import User
 from mailticketd.directory.policy import is_authorised
 from mailticketd.mail.templates import Templates
 from mailticketd.outbox.mailer import Mailer
-from mailticketd.web.sessions import VISITOR, Visitor
+from mailticketd.web.sessions import VISITOR
 from mailticketd.web.site import Form, Site, login_required
 from mailticketd.web.submit import WebMail, one_line
 

@@ -43,7 +43,7 @@ from mailticketd.web.links import (
 )
 from mailticketd.web.operations import Operations
 from mailticketd.web.pages import Pages
-from mailticketd.web.sessions import VISITOR, Visitor
+from mailticketd.web.sessions import VISITOR
 from mailticketd.web.site import Site
 
 log = structlog.get_logger("mailticketd.web")

@@ -20,7 +20,7 @@ from aiohttp import BodyPartReader, web
 from mailticketd.config import Config
 from mailticketd.storage import Database
 from mailticketd.web.pages import Pages
-from mailticketd.web.sessions import SessionDesk, VISITOR, Visitor
+from mailticketd.web.sessions import SessionDesk, VISITOR
 from mailticketd.web.submit import Upload, WebInbox, safe_content_type
 
 MAX_FORM = 64 * 1024

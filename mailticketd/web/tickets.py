@@ -29,7 +29,7 @@ from mailticketd.storage.helpdesk import STATUS_FILTERS, CustomerArticle
 from mailticketd.tickets.models import Ticket
 from mailticketd.tickets.subjects import is_generic
 from mailticketd.tickets.tags import format_tag
-from mailticketd.web.sessions import VISITOR, Visitor
+from mailticketd.web.sessions import VISITOR
 from mailticketd.web.site import Form, Site, login_required
 from mailticketd.web.submit import MAX_SUBJECT, WebMail, one_line
 
