@@ -46,6 +46,16 @@ class SmtpConfig:
     max_connections: int
     max_line_length: int
     drain_timeout: float
+    max_connections_per_client: int
+    idle_timeout: float
+    busy_idle_timeout: float
+    max_session_time: float
+    max_idle_commands: int
+    spool_threshold: int
+    spool_directory: Path | None
+    tls_certificate: Path | None
+    tls_key: Path | None
+    require_tls: bool
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,9 @@ class HttpConfig:
     max_attachments: int  # files in one web answer or new ticket
     trust_forwarded_for: bool  # the client's address is the last one in X-Forwarded-For (behind a proxy)
     time_zone: str  # for the dates on the helpdesk pages
+    max_connections: int
+    header_timeout: float
+    reserve_descriptors: int
 
     @property
     def secure(self) -> bool:
@@ -256,9 +269,22 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
     for section, key in (("smtp", "max_message_size"), ("smtp", "max_recipients"),
                          ("smtp", "max_connections"), ("smtp", "max_line_length"),
                          ("inbox", "max_backlog"), ("inbox", "max_attempts"), ("http", "verification_hours"),
-                         ("http", "login_failures"), ("http", "max_attachments")):
+                         ("http", "login_failures"), ("http", "max_attachments"),
+                         ("smtp", "max_connections_per_client"), ("smtp", "max_idle_commands"),
+                         ("smtp", "spool_threshold"), ("http", "max_connections")):
         if v[section][key] < 1:
             raise fail(f"[{section}] {key}", f"must be at least 1, got {v[section][key]!r}")
+    for section, key in (("smtp", "idle_timeout"), ("smtp", "busy_idle_timeout"), ("smtp", "max_session_time"),
+                         ("http", "header_timeout")):
+        if v[section][key] <= 0:
+            raise fail(f"[{section}] {key}", f"must be more than 0 seconds, got {v[section][key]!r}")
+    if v["http"]["reserve_descriptors"] < 0:
+        raise fail("[http] reserve_descriptors", f"must not be negative, got {v['http']['reserve_descriptors']!r}")
+    if bool(v["smtp"]["tls_certificate"]) != bool(v["smtp"]["tls_key"]):
+        raise fail("[smtp] tls_key" if v["smtp"]["tls_certificate"] else "[smtp] tls_certificate",
+                   "tls_certificate and tls_key are set together")
+    if v["smtp"]["require_tls"] and not v["smtp"]["tls_certificate"]:
+        raise fail("[smtp] require_tls", "needs tls_certificate and tls_key")
     addresses = _addresses(v["mail"]["addresses"], fail)
     if not addresses:
         raise fail("[mail] addresses", "needs at least one local support address")
@@ -300,6 +326,12 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
             max_message_size=v["smtp"]["max_message_size"], max_recipients=v["smtp"]["max_recipients"],
             max_connections=v["smtp"]["max_connections"], max_line_length=v["smtp"]["max_line_length"],
             drain_timeout=v["smtp"]["drain_timeout"],
+            max_connections_per_client=v["smtp"]["max_connections_per_client"],
+            idle_timeout=v["smtp"]["idle_timeout"], busy_idle_timeout=v["smtp"]["busy_idle_timeout"],
+            max_session_time=v["smtp"]["max_session_time"], max_idle_commands=v["smtp"]["max_idle_commands"],
+            spool_threshold=v["smtp"]["spool_threshold"], spool_directory=_path(v["smtp"]["spool_directory"]),
+            tls_certificate=_path(v["smtp"]["tls_certificate"]), tls_key=_path(v["smtp"]["tls_key"]),
+            require_tls=v["smtp"]["require_tls"],
         ),
         mail=MailConfig(
             addresses=addresses, tag_prefix=v["mail"]["tag_prefix"], vm_pattern=vm_pattern,
@@ -322,6 +354,10 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
         health=HealthConfig(**v["health"]),
         log=LogConfig(format=v["log"]["format"], level=v["log"]["level"]),
     )
+
+
+def _path(value: str) -> Path | None:
+    return Path(value) if value else None
 
 
 def _listen(value: str, error: ConfigError) -> tuple[str, int]:

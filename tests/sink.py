@@ -30,12 +30,13 @@ class Sink:
     """Listen on 127.0.0.1 (port 0 picks a free one, kept across restarts)."""
 
     def __init__(self, port: int = 0, *, credentials: tuple[str, str] | None = None,
-                 tls: ssl.SSLContext | None = None, implicit_tls: bool = False) -> None:
+                 tls: ssl.SSLContext | None = None, implicit_tls: bool = False, smtputf8: bool = False) -> None:
         self.host = "127.0.0.1"
         self.port = port
         self.credentials = credentials
         self.tls = tls  # offered with STARTTLS, or from the first byte with implicit_tls
         self.implicit_tls = implicit_tls
+        self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531), as Postfix 3 does
         self.sessions_over_tls: list[bool] = []
         self.received: list[Received] = []
         self.logins: list[str] = []
@@ -79,7 +80,8 @@ class Sink:
             warnings.simplefilter("ignore", UserWarning)
             if self.tls is not None and not self.implicit_tls:
                 auth["tls_context"] = self.tls
-            return SMTP(self, hostname="relay.example", ident="test sink", decode_data=False, **auth)
+            return SMTP(self, hostname="relay.example", ident="test sink", decode_data=False,
+                        enable_SMTPUTF8=self.smtputf8, **auth)
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
                       mechanism: str, auth_data: Any) -> AuthResult:

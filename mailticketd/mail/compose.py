@@ -21,6 +21,17 @@ class Outgoing:
     raw: bytes
 
 
+def wire_address(address: str) -> str:
+    """``address`` as it goes on the wire: a non-ASCII domain in its IDNA (``xn--``) form."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:  # not a valid IDN: left as it is, for an SMTPUTF8 relay to judge
+        return address
+
+
 def new_message_id(domain: str) -> str:
     return f"{uuid.uuid4().hex}@{domain}"
 
@@ -43,10 +54,17 @@ def compose(
     thread_topic: str | None = None,
     thread_index: str | None = None,
 ) -> Outgoing:
-    """A text/plain UTF-8 mail with stable Message-ID, threading headers and the loop guard's marks."""
-    message = EmailMessage(policy=email.policy.SMTP)
+    """A text/plain UTF-8 mail with stable Message-ID, threading headers and the loop guard's marks.
+
+    A recipient whose address is not ASCII even with its domain in IDNA form
+    gets an internationalised mail (RFC 6532 headers), which only a relay
+    offering SMTPUTF8 takes.
+    """
+    local, _, domain = wire_address(to).rpartition("@")
+    message = EmailMessage(policy=email.policy.SMTP if local.isascii() else email.policy.SMTPUTF8)
     message["From"] = Address(display_name=sender_name, addr_spec=sender)
-    message["To"] = Address(display_name=to_name, addr_spec=to) if to_name else to
+    # username/domain rather than addr_spec: addr_spec refuses a non-ASCII local part outright.
+    message["To"] = Address(display_name=to_name, username=local, domain=domain)
     message["Subject"] = subject
     message["Date"] = format_datetime(now)
     message["Message-ID"] = f"<{message_id}>"

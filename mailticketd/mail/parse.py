@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import codecs
 import email
 import email.policy
@@ -14,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.feedparser import BytesFeedParser
 from email.message import Message
 from functools import partial
 from types import MappingProxyType
@@ -292,6 +294,14 @@ def _content(part: Message) -> bytes:
             except Exception:  # noqa: BLE001 - keep what can be serialised
                 chunks.append(str(block).encode("utf-8", "surrogateescape"))
         return b"".join(chunks)
+    payload = part.get_payload()
+    if isinstance(payload, str) and len(payload) > _LARGE and payload.isascii() \
+            and str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
+        # get_payload(decode=True) makes three copies of the text first; a2b_base64 reads the text itself.
+        try:
+            return binascii.a2b_base64(payload)
+        except binascii.Error:
+            pass  # broken padding and the like: the standard library's lenient decoder below
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
 
@@ -304,7 +314,15 @@ def _attempt(notes: list[str], what: str, step: Callable[[], T], default: T) -> 
         return default
 
 
+# Past this size the mail is parsed in chunks by the standard library alone: fed at once, the
+# parser holds the text, a list of all its lines and the joined payloads together (about 8x the mail).
+_LARGE = 1 << 20
+_CHUNK = 1 << 16
+
+
 def _message(raw: bytes, notes: list[str]) -> Message:
+    if len(raw) > _LARGE:
+        return _message_in_chunks(raw, notes)
     try:
         parsed = mailparser.parse_from_bytes(raw)
         for entry in parsed.defects:  # a list of {part or header kind: [descriptions]}
@@ -314,6 +332,17 @@ def _message(raw: bytes, notes: list[str]) -> Message:
     except Exception as exc:  # noqa: BLE001 - HeaderParseError, ValueError, TypeError, AttributeError...
         notes.append(f"fell back to email.message_from_bytes: {type(exc).__name__}: {exc}")
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    for part in message.walk():
+        notes.extend(f"{part.get_content_type()}: {type(d).__name__}" for d in part.defects)
+    return message
+
+
+def _message_in_chunks(raw: bytes, notes: list[str]) -> Message:
+    parser = BytesFeedParser(policy=email.policy.compat32)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _CHUNK):
+        parser.feed(bytes(view[start:start + _CHUNK]))
+    message = parser.close()
     for part in message.walk():
         notes.extend(f"{part.get_content_type()}: {type(d).__name__}" for d in part.defects)
     return message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
@@ -12,12 +13,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailticketd.config import Config
 from mailticketd.metrics import Metrics
 from mailticketd.smtp import replies
+from mailticketd.smtp.spool import SpooledEnvelope
 from mailticketd.storage import Database
 
 log = structlog.get_logger("mailticketd.smtp")
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^\s<>]+)>?", re.IGNORECASE | re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# Bytes of a spooled mail searched for its Message-ID (a header block is rarely longer).
+_HEAD = 256 * 1024
 
 
 def message_id_of(raw: bytes) -> str | None:
@@ -41,12 +45,22 @@ class InboundHandler:
         """Our support addresses, also with a ``+`` sub-address (reply tokens); nothing else."""
         return self.config.mail.is_local(address)
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        # With SMTPUTF8 enabled aiosmtpd keeps undecodable bytes as surrogates: no address has them.
+        if not _is_text(address):
+            self.refused(501, "bad-sender", peer=_peer(session))
+            return replies.BAD_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return replies.SENDER_OK
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.config.smtp.max_recipients:
             self.refused(452, "too-many-recipients", peer=_peer(session))
             return replies.TOO_MANY_RECIPIENTS
-        if "@" not in address:
+        if "@" not in address or not _is_text(address):
             self.refused(501, "bad-recipient", recipient=address, peer=_peer(session))
             return replies.BAD_RECIPIENT
         if not self.accepts(address):
@@ -56,19 +70,23 @@ class InboundHandler:
         return replies.RECIPIENT_OK
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        message_id = message_id_of(raw)
-        fields = {"peer": _peer(session), "mail_from": envelope.mail_from, "size": len(raw),
+        spool = envelope.spool if isinstance(envelope, SpooledEnvelope) else None
+        size = spool.size if spool is not None else len(envelope.original_content or b"")
+        message_id = message_id_of(spool.head(_HEAD) if spool is not None else envelope.original_content or b"")
+        fields = {"peer": _peer(session), "mail_from": envelope.mail_from, "size": size,
                   "rcpt_tos": [_without_token(address) for address in envelope.rcpt_tos], "message_id": message_id}
         try:
             async with self.db.transaction() as store:
                 if await store.inbox.backlog() >= self.config.inbox.max_backlog:
                     self.refused(451, "backlog-full", **fields)
                     return replies.BACKLOG_FULL
+                # Read back only now, under the writer lock: waiting sessions hold no whole mails.
+                raw = await asyncio.to_thread(spool.read) if spool is not None else envelope.original_content or b""
                 inbox_id = await store.inbox.add(
                     peer=_peer(session), mail_from=envelope.mail_from or "<>", rcpt_tos=list(envelope.rcpt_tos),
                     message_id=message_id, raw=raw,
                 )
+                del raw
         except Exception as error:
             self.refused(451, "storage-failed", error=f"{type(error).__name__}: {error}", **fields)
             return replies.TRY_LATER
@@ -94,6 +112,14 @@ def _without_token(address: str) -> str:
     local, at, domain = address.partition("@")
     base, plus, _ = local.partition("+")
     return f"{base}+…{at}{domain}" if plus else address
+
+
+def _is_text(address: str) -> bool:
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(char) < 32 for char in address)
 
 
 def _peer(session: Session) -> str:

@@ -1,4 +1,4 @@
-"""Run the SMTP listener inside the daemon's own event loop: enhanced status codes, a connection limit, a drain."""
+"""Run the SMTP listener inside the daemon's own event loop: enhanced status codes, STARTTLS, limits, a drain."""
 
 from __future__ import annotations
 
@@ -7,46 +7,65 @@ import socket
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import syntax
 
 from mailticketd import __version__
 from mailticketd.smtp import replies
 from mailticketd.smtp.handler import InboundHandler
+from mailticketd.smtp.limits import Sessions
+from mailticketd.smtp.spool import SpoolingData
+from mailticketd.smtp.tls import server_context
 
 log = structlog.get_logger("mailticketd.smtp")
 
 
-class _Protocol(SMTP):
+class _Protocol(SpoolingData):
     """aiosmtpd's SMTP with our limits and replies in place of its bare ones."""
 
     def __init__(self, handler: InboundHandler, sessions: Sessions) -> None:
         config = handler.config  # read per connection: a reload applies to new sessions
         # Read by SMTP.__init__ for its stream limit: real clients send longer lines than RFC 5321 allows.
         self.line_length_limit = config.smtp.max_line_length
+        self.spool_threshold = config.smtp.spool_threshold
+        self.spool_directory = config.smtp.spool_directory
         super().__init__(
             handler, hostname=config.smtp.hostname, ident=f"mailticketd {__version__}",
-            data_size_limit=config.smtp.max_message_size, decode_data=False,
+            data_size_limit=config.smtp.max_message_size, decode_data=False, enable_SMTPUTF8=True,
+            tls_context=server_context(config.smtp, config.source), require_starttls=config.smtp.require_tls,
+            timeout=config.smtp.idle_timeout,
         )
         self._limits = config.smtp
         self._handler = handler
         self._sessions = sessions
         self._refused = False
+        self._session_timer: asyncio.TimerHandle | None = None
+        self._idle_commands = 0
+        self.client = ""
+        self.idle_since = self.loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self._sessions.open) >= self._limits.max_connections or self._sessions.draining:
+        if self._original_transport is not None:  # the same session again, now over TLS
+            super().connection_made(transport)
+            return
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+        refusal = self._sessions.admit(self, self._limits, self.loop.time())
+        if refusal is not None:
             self._refused = True
-            self._handler.refused(421, "too-many-connections" if not self._sessions.draining else "shutting-down")
+            reply, reason = refusal
+            self._handler.refused(int(reply[:3]), reason, peer=self.client)
             assert isinstance(transport, asyncio.WriteTransport)
-            reply = replies.TOO_MANY_CONNECTIONS if not self._sessions.draining else replies.SHUTTING_DOWN
             transport.write(reply.encode() + b"\r\n")
             transport.close()
             return
-        self._sessions.add(self)
+        self._session_timer = self.loop.call_later(self._limits.max_session_time, self._session_too_long)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
+        if self._session_timer is not None:
+            self._session_timer.cancel()
         self._sessions.discard(self)
         super().connection_lost(error)
 
@@ -58,42 +77,72 @@ class _Protocol(SMTP):
         elif text.startswith("500 Line too long"):
             self._handler.refused(500, "line-too-long")
             text = replies.LINE_TOO_LONG.format(limit=self._limits.max_line_length)
+        elif text.startswith("530 Must issue a STARTTLS"):
+            self._handler.refused(530, "starttls-required", peer=self.client)
+            text = replies.MUST_STARTTLS
         await super().push(text)
 
-    def abort(self) -> None:
-        if self.transport is not None:
+    def close_with(self, reply: str) -> None:
+        """Send ``reply`` (a 421) and close; the session ends in ``connection_lost``."""
+        if self.transport is not None and not self.transport.is_closing():
+            assert isinstance(self.transport, asyncio.WriteTransport)
+            self.transport.write(reply.encode() + b"\r\n")
             self.transport.close()
 
+    # -- timeouts and idle commands ------------------------------------------
 
-class Sessions:
-    """The open SMTP sessions, so that a shutdown can let them finish."""
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self.idle_since = self.loop.time()
+        super()._reset_timeout(duration or self._sessions.idle_timeout(self._limits))
 
-    def __init__(self) -> None:
-        self.open: set[_Protocol] = set()
-        self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+    def _timeout_cb(self) -> None:
+        self._handler.refused(421, "idle-timeout", peer=self.client)
+        self.close_with(replies.IDLE_TIMEOUT)
 
-    def add(self, protocol: _Protocol) -> None:
-        self.open.add(protocol)
-        self._idle.clear()
+    def _session_too_long(self) -> None:
+        self._handler.refused(421, "session-too-long", peer=self.client)
+        self.close_with(replies.SESSION_TOO_LONG)
 
-    def discard(self, protocol: _Protocol) -> None:
-        self.open.discard(protocol)
-        if not self.open:
-            self._idle.set()
+    def data_progress(self) -> None:
+        # A line of DATA is activity: a big mail on a slow link is not an idle session.
+        if self.loop.time() - self.idle_since > 1.0:
+            self._reset_timeout()
 
-    async def drain(self, timeout: float) -> int:
-        """Wait up to ``timeout`` seconds for open sessions to end; close the rest; returns how many were cut."""
-        self.draining = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return 0
-        except TimeoutError:
-            left = list(self.open)
-            for protocol in left:
-                protocol.abort()
-            return len(left)
+    def data_finished(self) -> None:
+        self._idle_commands = 0
+
+    async def _idle_command(self) -> bool:
+        """Count one command that moves no mail forward; False (and the session closed) past the limit."""
+        self._idle_commands += 1
+        if self._idle_commands <= self._limits.max_idle_commands:
+            return True
+        self._handler.refused(421, "too-many-idle-commands", peer=self.client)
+        self.close_with(replies.TOO_MANY_IDLE_COMMANDS)
+        return False
+
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str) -> None:
+        if await self._idle_command():
+            await super().smtp_NOOP(arg)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str) -> None:
+        if await self._idle_command():
+            await super().smtp_RSET(arg)
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        if await self._idle_command():
+            await super().smtp_HELP(arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        if await self._idle_command():
+            await super().smtp_VRFY(arg)
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        if await self._idle_command():
+            await super().smtp_EXPN(arg)
 
 
 class SmtpListener:
@@ -122,6 +171,7 @@ async def start_smtp_server(handler: InboundHandler) -> SmtpListener:
     loop = asyncio.get_running_loop()
     sessions = Sessions()
     config = handler.config
+    server_context(config.smtp, config.source)  # a certificate that cannot be used stops the start
     server = await loop.create_server(
         lambda: _Protocol(handler, sessions), host=config.smtp.host, port=config.smtp.port,
         family=socket.AF_UNSPEC, reuse_address=True,

@@ -41,6 +41,7 @@ from mailticketd.web.links import (
     Outcome,
     VerificationDesk,
 )
+from mailticketd.web.limits import LimitedSite
 from mailticketd.web.operations import Operations
 from mailticketd.web.pages import Pages
 from mailticketd.web.sessions import VISITOR
@@ -108,7 +109,7 @@ class WebServer:
                                shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.config.http.host, self.config.http.port).start()
+            await LimitedSite.for_config(runner, self.config).start()
         except BaseException:
             await runner.cleanup()
             raise

@@ -6,6 +6,11 @@ itself* — refused or timed-out connections, a 4xx/5xx greeting, failed
 STARTTLS or AUTH — is always temporary: it is not the mail's fault, and the
 queue drains once the relay or its configuration is fixed (``max_lifetime``
 bounds the wait).
+
+An address or header that is not ASCII (a domain alone goes out in its IDNA
+form) is sent with SMTPUTF8; a relay that does not offer it cannot take the
+mail, which is a permanent failure of that one recipient's mail, flagged on
+the person.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from aiosmtplib import (
 )
 
 from mailticketd.config import OutboundConfig
+from mailticketd.mail.compose import wire_address
 from mailticketd.outbox.transports.errors import DeliveryFailure, PermanentFailure, TemporaryFailure
 
 # relay_security → aiosmtplib's start_tls: None upgrades when offered, True insists, False never tries.
@@ -70,13 +76,22 @@ class SmtpTransport:
             username=self.username or None, password=self.password or None,
             tls_context=self.tls_context, local_hostname=self.local_hostname,
         )
+        mail_from, rcpt_to = wire_address(mail_from), wire_address(rcpt_to)
         try:
             await client.connect()
-            await client.sendmail(mail_from, [rcpt_to], raw)
+            await client.sendmail(mail_from, [rcpt_to], raw, mail_options=_options(mail_from, rcpt_to, raw))
         except (SMTPException, OSError, ValueError) as error:
             raise _failure(error, self.relay) from error
         finally:
             await _close(client)
+
+
+def _options(mail_from: str, rcpt_to: str, raw: bytes) -> list[str]:
+    """SMTPUTF8 (RFC 6531) for an address or header that is not ASCII; aiosmtplib refuses it if the relay lacks it."""
+    end = raw.find(b"\r\n\r\n")
+    if (mail_from + rcpt_to).isascii() and raw[:end if end >= 0 else len(raw)].isascii():
+        return []
+    return ["SMTPUTF8"]
 
 
 def _failure(error: Exception, relay: str) -> DeliveryFailure:
