@@ -102,8 +102,15 @@ async def test_link_vms_reads_only_new_text_and_flags_unknown_ones(tmp_path: Pat
             ("de-ab-srv-0001", ("unknown",)), ("de-ab-srv-0002", ("unknown",))]
 
 
-def test_commands_are_lines_of_their_own_at_the_top() -> None:
-    """Commands are read from the top until the first other line; a hashtag later in the text is text."""
-    commands, rest = split_commands("\n#close\n#assign olaf@provider.example\nDone, see #42.\n#note\n")
-    assert commands == [("#close", ""), ("#assign", "olaf@provider.example")]
-    assert rest == "Done, see #42.\n#note"
+def test_commands_are_lines_of_their_own_at_the_top_or_the_bottom() -> None:
+    """Commands are read from the top and from the bottom; a hashtag inside the text is text."""
+    commands, rest = split_commands("\n#close\n#assign olaf@provider.example\nDone, see #42.\nThanks\n#note\n\n")
+    assert commands == [("#close", ""), ("#assign", "olaf@provider.example"), ("#note", "")]
+    assert rest == "Done, see #42.\nThanks"
+
+
+def test_a_command_under_the_answer_is_not_text() -> None:
+    """'#close' as the last line of an answer closes; the answer goes on without it."""
+    commands, rest = split_commands("Das Backup läuft wieder.\n\nViele Grüße\n#close")
+    assert commands == [("#close", "")] and rest == "Das Backup läuft wieder.\n\nViele Grüße"
+    assert split_commands("#1 Problem gelöst") == ([], "#1 Problem gelöst")
