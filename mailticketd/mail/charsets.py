@@ -19,6 +19,8 @@ _SUPERSETS = {"iso8859-1": "cp1252", "iso8859-9": "cp1254", "tis-620": "cp874", 
 LATIN_GUESS = "cp1252"
 # Detection is slow on large input and needs little to decide; only this much of a body is shown to it.
 MAX_DETECTION_INPUT = 16 * 1024
+# A header or file name needs less; a mail may carry many of them.
+MAX_HEADER_DETECTION_INPUT = 1024
 # Below this many non-ASCII bytes detection is a coin toss among CJK codecs; the Latin guess is safer.
 MIN_DETECTION_BYTES = 6
 
@@ -56,9 +58,9 @@ def _lenient(data: bytes, codec: str) -> tuple[str, float]:
     return text, (foreign - bad) / foreign if foreign else 1.0
 
 
-def detect(data: bytes) -> str | None:
+def detect(data: bytes, limit: int = MAX_DETECTION_INPUT) -> str | None:
     """The charset detection believes in for undeclared 8-bit bytes, or None when the Latin guess is as good."""
-    sample = data[:MAX_DETECTION_INPUT]
+    sample = data[:limit]
     if sum(1 for byte in sample if byte > 0x7F) < MIN_DETECTION_BYTES:
         return None
     try:
@@ -108,8 +110,11 @@ def decode_bytes(data: bytes, charset: str | None = None, notes: list[str] | Non
     return data.decode(detect(data) or LATIN_GUESS, errors="replace")
 
 
-def decode_header_bytes(data: bytes, hint: str | None = None) -> str:
-    """Decode raw 8-bit header bytes: UTF-8, then the charset the body declares, then detection, then Latin."""
+def decode_header_bytes(data: bytes, hint: str | None = None, *, detecting: bool = True) -> str:
+    """Decode raw 8-bit header bytes: UTF-8, then the charset the body declares, then detection, then Latin.
+
+    ``detecting=False`` skips detection, for headers nobody reads: a mail may carry thousands.
+    """
     if data.isascii():
         return data.decode("ascii")
     if (text := _strict(data, "utf-8")) is not None:
@@ -117,7 +122,8 @@ def decode_header_bytes(data: bytes, hint: str | None = None) -> str:
     codec = codec_of(hint)
     if codec and codec not in ("utf-8", "ascii") and (text := _strict(data, codec)) is not None:
         return text
-    return data.decode(detect(data) or LATIN_GUESS, errors="replace")
+    detected = detect(data, MAX_HEADER_DETECTION_INPUT) if detecting else None
+    return data.decode(detected or LATIN_GUESS, errors="replace")
 
 
 # Encoded text may not hold spaces, but some mailers put them there (zammad-mail050).
@@ -145,19 +151,19 @@ def decode_run(run: str) -> str:
     return "".join(decode_bytes(data, charset) for charset, data in pieces)
 
 
-def unfolded(value: object, hint: str | None = None) -> str:
-    # compat32 keeps 8-bit header bytes as surrogate escapes; re-decode them with the header chain.
+def unfolded(value: object, hint: str | None = None, *, detecting: bool = True) -> str:
+    """The header value unfolded, its raw 8-bit bytes (surrogate escapes in compat32) decoded."""
     raw = str(value).encode("utf-8", "surrogateescape")
-    text = decode_header_bytes(raw, hint)
+    text = decode_header_bytes(raw, hint, detecting=detecting)
     return _FOLD.sub("", text).replace("\r", "").replace("\n", " ")
 
 
-def decode_header_text(value: object, hint: str | None = None) -> str:
+def decode_header_text(value: object, hint: str | None = None, *, detecting: bool = True) -> str:
     """Decode one raw header value: 8-bit bytes via the header charset chain, then RFC 2047 words.
 
     ``hint`` is the charset the body declares: raw 8-bit headers are mostly written in it.
     """
-    return ENCODED_RUN.sub(lambda m: decode_run(m.group(0)), unfolded(value, hint))
+    return ENCODED_RUN.sub(lambda m: decode_run(m.group(0)), unfolded(value, hint, detecting=detecting))
 
 
 def collapse(text: str) -> str:

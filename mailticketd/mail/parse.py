@@ -92,8 +92,8 @@ def _prequote(text: str) -> str:
 
 def _addresses(values: Iterable[object], notes: list[str], hint: str | None) -> tuple[Address, ...]:
     found: dict[str, Address] = {}
-    for value in values:
-        text = _prequote(unfolded(value, hint))
+    for index, value in enumerate(values):
+        text = _prequote(unfolded(value, hint, detecting=index == 0))
         try:
             pairs = get_addresses(text, decode_names=True)
         except Exception as exc:  # noqa: BLE001 - mail-parser raises more than its own errors
@@ -146,6 +146,9 @@ def _message(raw: bytes, notes: list[str]) -> tuple[Message, list[Mapping[str, A
     return message, []
 
 
+_READ_HEADERS = frozenset({"subject", "from", "to", "cc", "reply-to"})
+
+
 def _declared_charset(message: Message) -> str | None:
     """The charset the first text part declares: raw 8-bit headers are mostly written in it."""
     for part in message.walk():
@@ -169,7 +172,10 @@ def _build(raw: bytes) -> IncomingMail:
     )
     headers: dict[str, list[str]] = {}
     for name, value in items:
-        headers.setdefault(name, []).append(attempt(notes, name, lambda: decode_header_text(value, hint), ""))
+        # Detection only for the first of the headers a person reads: a mail may carry thousands of headers.
+        detecting = name in _READ_HEADERS and name not in headers
+        headers.setdefault(name, []).append(
+            attempt(notes, name, lambda: decode_header_text(value, hint, detecting=detecting), ""))
 
     def addresses(name: str) -> tuple[Address, ...]:
         values = [v for n, v in items if n == name]
