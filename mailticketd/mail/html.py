@@ -24,6 +24,14 @@ _CELLS = frozenset({"td", "th"})
 _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 )
+# Mail clients mark what they add around a reply: the sender's signature (shown after a "-- " line,
+# as plain-text mail does, so reply stripping cuts it) and the quoted history (shown quoted with "> ").
+_SIGNATURE_CLASSES = frozenset({"gmail_signature", "moz-signature"})
+_SIGNATURE_IDS = frozenset({"applemailsignature", "signature", "signature_bookmark", "divtagdefaultwrapper-signature"})
+_QUOTE_CLASSES = frozenset({"gmail_quote", "gmail_quote_container", "gmail_extra_quote", "yahoo_quoted", "moz-cite-prefix"})
+# Outlook puts the quoted mail after its reply header, not inside it: everything from here on is quoted.
+_QUOTE_REST_IDS = frozenset({"divrplyfwdmsg", "appendonsend", "mail-editor-reference-message-container",
+                             "olk_src_body_section", "x_divrplyfwdmsg"})
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:-]*)[^<>]*?(/?)>")
 # lexbor takes quadratic time on deeply nested block elements (20,000 nested <div>s: ~1 s);
 # real mail stays far below this depth.
@@ -41,6 +49,8 @@ class _Writer:
         self.has_text = False  # whether the current line holds more than whitespace
         self.quote_depth = 0
         self.pre_depth = 0
+        self.signature_marked = False
+        self.quoting_rest = False  # Outlook's reply header was met: the rest of the mail is quoted
 
     def text(self, value: str) -> None:
         if self.pre_depth:
@@ -75,6 +85,33 @@ class _Writer:
         return _BLANK_RUN.sub("\n\n", "\n".join(self.lines)).strip("\n")
 
 
+def _role(node: LexborNode) -> str | None:
+    """What a mail client marked this element as: "signature", "quote", "quote-rest", or None."""
+    attributes = node.attributes
+    classes = set((attributes.get("class") or "").lower().split())
+    element_id = (attributes.get("id") or "").lower()
+    if attributes.get("data-smartmail") == "gmail_signature" or classes & _SIGNATURE_CLASSES:
+        return "signature"
+    if element_id in _SIGNATURE_IDS:
+        return "signature"
+    if classes & _QUOTE_CLASSES and (node.tag or "").lower() != "blockquote":  # a blockquote quotes anyway
+        return "quote"
+    if element_id in _QUOTE_REST_IDS:
+        return "quote-rest"
+    return None
+
+
+def _enter_marked(role: str, out: _Writer) -> None:
+    out.block()
+    if role == "signature" and not out.quote_depth and not out.signature_marked:
+        if not out.lines or out.lines[-1].strip() != "--":  # Gmail may have written the "-- " itself
+            out.lines.append("-- ")
+        out.signature_marked = True
+    elif role == "quote" or (role == "quote-rest" and not out.quoting_rest):
+        out.quote_depth += 1
+        out.quoting_rest = out.quoting_rest or role == "quote-rest"
+
+
 def _enter(tag: str, out: _Writer) -> None:
     if tag == "br":
         out.newline(force=True)
@@ -102,21 +139,28 @@ def _leave(tag: str, out: _Writer) -> None:
 def _render(root: LexborNode) -> str:
     out = _Writer()
     # An explicit stack rather than recursion: a mail may nest thousands of elements.
-    stack: list[tuple[LexborNode, bool]] = [(root, True)]
+    # Entries: (node, entering, role the node was marked with).
+    stack: list[tuple[LexborNode, bool, str | None]] = [(root, True, None)]
     while stack:
-        node, entering = stack.pop()
+        node, entering, role = stack.pop()
         tag = (node.tag or "").lower()
         if not entering:
             _leave(tag, out)
+            if role == "quote":
+                out.block()
+                out.quote_depth -= 1
             continue
         if node.is_text_node:
             out.text(node.text_content or "")
             continue
         if tag in _SKIPPED or node.is_comment_node:
             continue
+        role = _role(node)
+        if role:
+            _enter_marked(role, out)
         _enter(tag, out)
-        stack.append((node, False))
-        stack.extend((child, True) for child in reversed(list(node.iter(include_text=True))))
+        stack.append((node, False, role))
+        stack.extend((child, True, None) for child in reversed(list(node.iter(include_text=True))))
     return out.result()
 
 

@@ -29,6 +29,16 @@ _ORIGINAL_MESSAGE = re.compile(
 _FROM_HEADER = re.compile(r"^\*?(?:von|from|de|van)\s?:\*?\s*\S", re.IGNORECASE)
 _SENT_HEADER = re.compile(r"^\*?(?:gesendet|sent|datum|date|envoyé|verzonden)\s?:", re.IGNORECASE)
 _SEPARATOR = re.compile(r"^[_\-=*~]{10,}$")
+# Outlook's reply separator (32 underscores), even with no header block after it.
+_OUTLOOK_SEPARATOR = re.compile(r"^_{30,}$")
+# Lines of our own operator notice (templates/*/operator_notice.txt): the command list of its footer,
+# its "Organisation:" line followed by the author line, its instruction line. Text from such a notice
+# never goes to a customer, however it was quoted.
+_TICKET_TAG = re.compile(r"\[[^\[\]\s]*#\d+\]")
+_NOTICE_COMMANDS = re.compile(r"^[>\s]*#note \(.*\), #close, #pending", re.IGNORECASE)
+_NOTICE_ORGANISATION = re.compile(r"^[>\s]*organi[sz]ation: ", re.IGNORECASE)
+_NOTICE_AUTHOR = re.compile(r"^[>\s]*(?:von|from): .*\(.+\)$", re.IGNORECASE)
+_NOTICE_INSTRUCTION = re.compile(r"^[>\s]*(?:weisung|instruction): (?:ja|yes|nein|no)\b", re.IGNORECASE)
 _SENT_FROM = re.compile(
     r"^(?:sent from (?:my )?|sent with |gesendet von (?:meinem )?|von meinem |get outlook for "
     r"|envoyé de mon |verzonden (?:vanaf|met) (?:mijn )?)[\w\s\-.()<>:/@]{1,60}$",
@@ -89,7 +99,7 @@ def _own_cut(lines: list[str]) -> int:
     """Index of the first line of quoted history by our own rules, or len(lines)."""
     for index, line in enumerate(lines):
         text = line[:MAX_LINE].strip()
-        if text.rstrip() == "--" or _ORIGINAL_MESSAGE.match(text):
+        if text.rstrip() == "--" or _ORIGINAL_MESSAGE.match(text) or _OUTLOOK_SEPARATOR.match(text):
             return index
         if _FROM_HEADER.match(text) and any(
             _SENT_HEADER.match(following[:MAX_LINE].strip()) for following in lines[index + 1 : index + 4]
@@ -103,6 +113,25 @@ def _own_cut(lines: list[str]) -> int:
                 if _is_attribution(joined):
                     return index
     return len(lines)
+
+
+def _notice_cut(lines: list[str]) -> int:
+    """Index where a copy of our own operator notice starts (its event line), or len(lines)."""
+    for index, line in enumerate(lines):
+        text = line[:MAX_LINE]
+        if _NOTICE_COMMANDS.match(text) or _NOTICE_INSTRUCTION.match(text):
+            return _notice_start(lines, index)
+        if _NOTICE_ORGANISATION.match(text) and index + 1 < len(lines) and _NOTICE_AUTHOR.match(lines[index + 1][:MAX_LINE]):
+            return _notice_start(lines, index)
+    return len(lines)
+
+
+def _notice_start(lines: list[str], index: int) -> int:
+    """Walk up from a notice line to the notice's first line: the event line above "Organisation:"."""
+    for up in range(index, max(index - 12, -1), -1):
+        if _NOTICE_ORGANISATION.match(lines[up][:MAX_LINE]):
+            return up - 1 if up > 0 and _TICKET_TAG.search(lines[up - 1][:MAX_LINE]) else up
+    return index
 
 
 def _drop_trailer(lines: list[str]) -> list[str]:
@@ -144,12 +173,15 @@ def _below_leading_quote(lines: list[str]) -> str:
 def _visible(text: str, *, whole_if_empty: bool = True) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
+    lines = lines[: _notice_cut(lines)]
     reply = lines[: _library_cut(lines)]
     reply = _drop_trailer(reply[: _own_cut(reply)])
     visible = "\n".join(line.rstrip() for line in reply).strip()
     if not visible and any(line.lstrip().startswith(">") for line in lines):
         visible = _below_leading_quote(lines)
-    return visible or (text.strip() if whole_if_empty else "")
+    if visible or not whole_if_empty:
+        return visible
+    return "\n".join(lines).strip() or text.strip()
 
 
 def visible_text(text: str) -> str:

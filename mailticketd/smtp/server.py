@@ -13,6 +13,7 @@ from mailticketd import __version__
 from mailticketd.smtp import replies
 from mailticketd.smtp.handler import InboundHandler
 from mailticketd.smtp.limits import Sessions
+from mailticketd.smtp.lines import DataLines
 from mailticketd.smtp.spool import SpoolingData
 from mailticketd.smtp.tls import server_context
 
@@ -68,6 +69,19 @@ class _Protocol(SpoolingData):
             self._session_timer.cancel()
         self._sessions.discard(self)
         super().connection_lost(error)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # Bare LF ends a line and over-long lines are wrapped, never refused (see smtp/lines.py).
+        reader = self._reader
+        lines = DataLines(reader, self._limits.max_line_length)
+        self._reader = lines  # type: ignore[assignment]
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._reader = reader
+        if lines.breaks or lines.bare_lf:
+            log.info("smtp.data_normalised", long_line_breaks=lines.breaks, bare_lf_lines=lines.bare_lf)
 
     async def push(self, status: str | bytes) -> None:
         text = status.decode() if isinstance(status, bytes) else status

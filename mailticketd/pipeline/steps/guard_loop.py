@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mailticketd.mail.authresults import verdict
 from mailticketd.pipeline.context import Context
 
@@ -9,6 +11,29 @@ _BULK_PRECEDENCE = {"bulk", "junk", "list"}
 _AUTORESPONDER_HEADERS = ("x-autoreply", "x-autorespond")
 # Asks us not to answer automatically; Exchange puts it on ordinary mail too, so the mail stays a mail.
 _NO_ANSWER_WANTED = "x-auto-response-suppress"
+# Auto-replies that carry none of the headers above, known only by how their subject starts
+# (case-insensitive). The one list of them; tests/unit/test_auto_reply_subjects.py has a case per entry.
+AUTO_REPLY_SUBJECTS: tuple[tuple[str, str], ...] = (
+    ("auto-generated", r"\[auto[- ]?generated\]"),  # "[AUTO GENERATED] Re: …"
+    ("automatische-antwort", r"automatische antwort\s*(?::|$)"),  # Outlook, German
+    ("abwesenheitsnotiz", r"abwesenheitsnotiz\s*(?::|$)"),  # Outlook and Notes, German
+    ("out-of-office", r"out of (?:the )?office\s*(?::|auto[- ]?reply\b|reply\b|$)"),  # Exchange, Zimbra
+    ("automatic-reply", r"automatic reply\s*:"),  # Outlook, English
+    ("auto", r"auto\s*:"),  # Lotus Notes / Domino: "Auto: …"
+    ("autoreply", r"auto[- ]?reply\s*:"),  # "AutoReply:", "Auto-Reply:", "Auto Reply:"
+    ("autoresponse", r"auto[- ]?response\s*:"),
+    ("reponse-automatique", r"r[ée]ponse automatique\s*:"),  # Outlook, French
+    ("automatisch-antwoord", r"automatisch antwoord\s*:"),  # Outlook, Dutch
+)
+_AUTO_REPLY_SUBJECT = re.compile(
+    "|".join(f"(?P<{name.replace('-', '_')}>{pattern})" for name, pattern in AUTO_REPLY_SUBJECTS), re.IGNORECASE
+)
+
+
+def auto_reply_subject(subject: str) -> str | None:
+    """The name of the AUTO_REPLY_SUBJECTS entry the subject starts with, or None."""
+    match = _AUTO_REPLY_SUBJECT.match(subject.strip())
+    return match.lastgroup.replace("_", "-") if match and match.lastgroup else None
 
 
 class GuardLoop:
@@ -60,6 +85,8 @@ def _automatic_reason(ctx: Context) -> str | None:
             return header
     if ctx.envelope.is_bounce:
         return "empty-return-path"
+    if auto_reply_subject(ctx.mail.subject):
+        return "auto-reply-subject"
     return None
 
 

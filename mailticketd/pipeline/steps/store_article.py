@@ -45,6 +45,8 @@ class StoreArticle:
             members += [(user.id, "cc") for user in await _new_ccs(ctx)]
             await store.tickets.add_participants(ticket.id, members)
 
+        # An empty attachment is not kept; the article says that the sender attached one.
+        ctx.flags.extend(f"empty-attachment-dropped:{name}" for name in ctx.mail.dropped_attachments)
         ctx.author_status = author_status(sender, ticket.organisation_id, operator=ctx.operator, now=ctx.now)
         ctx.article_id = await store.articles.add(
             ticket_id=ticket.id, inbox_id=ctx.inbox_id, author_id=sender.id if sender else None,

@@ -1,0 +1,184 @@
+"""Walk a parsed MIME tree: pick the body parts, collect the attachments, lose none of them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.policy
+import hashlib
+import mimetypes
+import quopri
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from email.message import Message
+from functools import partial
+from typing import Any, TypeVar
+
+from mailticketd.mail.charsets import collapse, decode_bytes, decode_header_text, unfolded
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    content_type: str
+    content: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def attempt(notes: list[str], what: str, step: Callable[[], T], default: T) -> T:
+    """Run one reading step; on any error note it and go on with ``default``."""
+    try:
+        return step()
+    except Exception as exc:  # noqa: BLE001 - one bad field must not lose the others
+        notes.append(f"could not read {what}: {type(exc).__name__}: {exc}")
+        return default
+
+
+_EXTENSIONS = {"message/rfc822": ".eml", "message/delivery-status": ".txt", "text/rfc822-headers": ".txt"}
+
+
+class Body:
+    """Walk the MIME tree once: pick the body parts, collect the attachments."""
+
+    def __init__(self, notes: list[str], hint: str | None = None) -> None:
+        self.notes = notes
+        self.hint = hint  # the charset the body declares, for raw 8-bit file names
+        self.plain: str | None = None
+        self.html: str | None = None
+        self.attachments: list[Attachment] = []
+        self.dropped: list[str] = []  # names of empty attachments, which are not kept
+
+    def visit(self, part: Message, in_attachment: bool = False, parent: str = "") -> None:
+        disposition = part.get_content_disposition() or ""
+        # Only a multipart payload is read undecoded: get_payload() on text applies the charset.
+        if part.get_content_maintype() != "message" and part.is_multipart():
+            in_attachment = in_attachment or disposition == "attachment"
+            for child in part.get_payload():
+                if isinstance(child, Message):
+                    self.visit(child, in_attachment, part.get_content_subtype())
+            return
+        leaf = partial(self._leaf, part, disposition, in_attachment, parent)
+        attempt(self.notes, f"a {part.get_content_type()} part", leaf, None)
+
+    def _leaf(self, part: Message, disposition: str, in_attachment: bool, parent: str) -> None:
+        ctype, filename = part.get_content_type(), _filename(part, self.hint)
+        if ctype.startswith("multipart/"):  # boundary never found: readers show it as text
+            ctype = "text/plain"
+        bodylike = not (in_attachment or filename or disposition == "attachment")
+        if bodylike and ctype == "text/plain":
+            text = self._text(part)
+            if not (self.plain or "").strip():
+                self.plain = text
+            elif parent != "alternative":  # e.g. Apple Mail's text, image, text
+                self.plain = f"{self.plain}\n{text}"
+        elif bodylike and ctype == "text/html":
+            self.html = self._text(part) if self.html is None else self.html
+        else:
+            self.add(filename, ctype, _content(part))
+
+    def add(self, filename: str, ctype: str, content: bytes) -> None:
+        """Keep one attachment, named if it has no name; an empty one is only noted."""
+        generated = f"attachment-{len(self.attachments) + len(self.dropped) + 1}"
+        extension = _EXTENSIONS.get(ctype) or mimetypes.guess_extension(ctype) or ".bin"
+        name = filename or generated + extension
+        if content:
+            self.attachments.append(Attachment(name, ctype, content))
+        else:
+            self.dropped.append(name)
+
+    def add_missing(self, found: Iterable[Mapping[str, Any]]) -> None:
+        """Add the attachments another reading of the mail (mail-parser's) found and this walk did not."""
+        known = {item.sha256 for item in self.attachments}
+        bodies = [text.strip() for text in (self.plain, self.html) if text and text.strip()]
+        for entry in found:
+            content = _library_content(entry)
+            if not content or hashlib.sha256(content).hexdigest() in known:
+                continue
+            if any(content.decode("utf-8", "replace").strip() in body for body in bodies):
+                continue  # a body part the library calls an attachment
+            ctype = str(entry.get("mail_content_type") or "application/octet-stream").lower()
+            name = collapse("".join(c for c in str(entry.get("filename") or "") if c.isprintable()))
+            self.add(name.replace("\\", "/").rsplit("/", 1)[-1], ctype, content)
+            known.add(hashlib.sha256(content).hexdigest())
+            self.notes.append(f"attachment {name!r} found only by mail-parser's reading, kept")
+
+    def _text(self, part: Message) -> str:
+        data = part.get_payload(decode=True)
+        charset = attempt(self.notes, "charset", part.get_content_charset, None)
+        text = decode_bytes(data if isinstance(data, bytes) else b"", charset, self.notes)
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _library_content(entry: Mapping[str, Any]) -> bytes:
+    payload = entry.get("payload")
+    if not isinstance(payload, str) or not entry.get("binary"):
+        return b""  # containers: our own walk reads those
+    try:
+        return base64.b64decode(payload)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _filename(part: Message, hint: str | None) -> str:
+    try:
+        raw = {name.lower(): value for name, value in reversed(list(part.raw_items()))}
+        if any(not str(raw.get(name, "")).isascii() for name in ("content-disposition", "content-type")):
+            # Raw 8-bit parameters: decode the header first, then let the library read the parameter.
+            probe = Message()
+            for name in ("content-disposition", "content-type"):
+                if name in raw:
+                    probe[name] = unfolded(raw[name], hint)
+            part = probe
+        name = part.get_filename() or ""
+    except Exception:  # noqa: BLE001 - a malformed RFC 2231 parameter means no name
+        return ""
+    name = decode_header_text(name, hint).replace("\\", "/").rsplit("/", 1)[-1]
+    return collapse("".join(c for c in name if c.isprintable()))
+
+
+def _content(part: Message) -> bytes:
+    if part.is_multipart():  # message/rfc822 and message/delivery-status hold parsed blocks
+        chunks = []
+        for block in part.get_payload():
+            try:
+                if isinstance(block, Message):
+                    chunks.append(block.as_bytes(policy=email.policy.compat32))
+            except Exception:  # noqa: BLE001 - keep what can be serialised
+                chunks.append(str(block).encode("utf-8", "surrogateescape"))
+        return _transfer_decoded(part, b"".join(chunks))
+    payload = part.get_payload()
+    if isinstance(payload, str) and len(payload) > _LARGE and payload.isascii() \
+            and str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
+        # get_payload(decode=True) makes three copies of the text first; a2b_base64 reads the text itself.
+        try:
+            return binascii.a2b_base64(payload)
+        except binascii.Error:
+            pass  # broken padding and the like: the standard library's lenient decoder below
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+# A base64 payload this large is decoded straight from its text (see _content).
+_LARGE = 1 << 20
+
+
+def _transfer_decoded(part: Message, data: bytes) -> bytes:
+    """An attached mail sent base64 or quoted-printable (against RFC 2046) is stored as the mail itself."""
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    try:
+        if encoding == "base64":
+            return base64.b64decode(data.strip())
+        if encoding == "quoted-printable":
+            return quopri.decodestring(data.lstrip(b"\r\n"))
+    except (binascii.Error, ValueError):
+        pass
+    return data

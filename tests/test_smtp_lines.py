@@ -1,0 +1,72 @@
+"""DATA as real senders write it: bare LF line ends and over-long lines are accepted, never refused for good."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from mailticketd.app import Daemon
+from tests.helpers import SUPPORT, settle
+
+
+async def _raw_transaction(port: int, data: bytes) -> list[bytes]:
+    """Speak SMTP byte for byte (no client library fixes the line ends); returns the server's replies."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    replies = [await reader.readline()]
+    for command in (b"EHLO client.example", b"MAIL FROM:<kunde@customer.example>", f"RCPT TO:<{SUPPORT}>".encode(),
+                    b"DATA"):
+        writer.write(command + b"\r\n")
+        await writer.drain()
+        while (line := await reader.readline())[3:4] == b"-":
+            pass
+        replies.append(line)
+    writer.write(data)
+    await writer.drain()
+    replies.append(await asyncio.wait_for(reader.readline(), 30))
+    writer.write(b"QUIT\r\n")
+    await writer.drain()
+    writer.close()
+    return replies
+
+
+def _stored(daemon: Daemon) -> list[bytes]:
+    with sqlite3.connect(daemon.config.storage.database) as conn:
+        return [row[0] for row in conn.execute("SELECT raw FROM inbox ORDER BY id")]
+
+
+async def test_bare_lf_mail_over_64_kib_is_accepted_with_its_lines(daemon: Daemon) -> None:
+    """A 100 KiB mail whose lines end in LF alone gets 250 and is stored line by line, then processed."""
+    body = b"".join(b"Zeile %05d des Berichts\n" % n for n in range(4000))
+    head = b"From: kunde@customer.example\nTo: support@example.net\nSubject: Bare LF\n\n"
+    replies = await _raw_transaction(daemon.smtp_port, head + body + b"\r\n.\r\n")
+    assert replies[-1].startswith(b"250 "), replies[-1]
+    [raw] = _stored(daemon)
+    assert b"\r\nZeile 03999 des Berichts\r\n" in raw
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    await settle(daemon)
+    with sqlite3.connect(daemon.config.storage.database) as conn:
+        (text,) = conn.execute("SELECT text FROM articles").fetchone()
+    assert "Zeile 03999 des Berichts" in text
+
+
+async def test_a_line_over_64_kib_is_accepted_and_wrapped_not_refused(daemon: Daemon) -> None:
+    """A single 200 KiB line gets 250 (not a permanent 500) and every byte of it is kept, wrapped as Postfix does."""
+    line = b"".join(b"%07d," % n for n in range(25000))
+    head = b"From: kunde@customer.example\r\nTo: support@example.net\r\nSubject: Long line\r\n\r\n"
+    replies = await _raw_transaction(daemon.smtp_port, head + b"ok\r\n" + line + b"\r\n.\r\n")
+    assert replies[-1].startswith(b"250 "), replies[-1]
+    [raw] = _stored(daemon)
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert body.replace(b"\r\n ", b"") == b"ok\r\n" + line + b"\r\n"
+    assert max(len(part) for part in body.split(b"\r\n")) <= daemon.config.smtp.max_line_length
+
+
+async def test_a_dot_after_a_bare_lf_does_not_end_the_mail(daemon: Daemon) -> None:
+    """``<LF>.<LF>`` inside DATA is text: no second mail can be smuggled in behind it."""
+    smuggled = (b"From: kunde@customer.example\r\nSubject: One\r\n\r\nfirst\n.\n"
+                b"MAIL FROM:<ceo@example.net>\r\nRCPT TO:<support@example.net>\r\nDATA\r\n"
+                b"From: ceo@example.net\r\nSubject: Two\r\n\r\nforged\r\n.\r\n")
+    replies = await _raw_transaction(daemon.smtp_port, smuggled)
+    assert replies[-1].startswith(b"250 "), replies[-1]
+    [raw] = _stored(daemon)
+    assert b"MAIL FROM:<ceo@example.net>" in raw and b"forged" in raw
