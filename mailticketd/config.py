@@ -63,6 +63,8 @@ class MailConfig:
     addresses: tuple[str, ...]
     tag_prefix: str
     vm_pattern: re.Pattern[str]
+    vm_scheme: str  # the naming scheme as customers read it, for the hint in acknowledgements
+    organisation_name: str  # the provider's name in every footer; empty: no name
     default_language: str
     register_cc: bool
     from_name: str
@@ -335,6 +337,7 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
         ),
         mail=MailConfig(
             addresses=addresses, tag_prefix=v["mail"]["tag_prefix"], vm_pattern=vm_pattern,
+            vm_scheme=v["mail"]["vm_scheme"], organisation_name=" ".join(v["mail"]["organisation_name"].split()),
             default_language=v["mail"]["default_language"], register_cc=v["mail"]["register_cc"],
             from_name=v["mail"]["from_name"], token_secrets=tuple(v["mail"]["token_secrets"]),
             templates=Path(v["mail"]["templates"]) if v["mail"]["templates"] else DEFAULT_TEMPLATES,

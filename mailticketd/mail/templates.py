@@ -21,7 +21,9 @@ _RECIPIENT = {"address": "anna@example.com", "name": "Anna"}
 # Every template with a context like the ones the daemon passes.
 SAMPLES: dict[str, dict[str, Any]] = {
     "ack": {"ticket": _TICKET, "recipient": _RECIPIENT, "verification_url": "https://x/verify/t",
-            "verification_hours": 72, "login_url": "https://x/login"},
+            "verification_hours": 72, "login_url": "https://x/login",
+            "hints": {"subject": "Hilfe", "vm_scheme": "de-XX-srv-XXXX", "vms": ["de-fr-srv-0815"], "topics": True}},
+    "no_subject": {},
     "password": {"recipient": _RECIPIENT, "verification_url": "https://x/verify/t", "verification_hours": 72,
                  "login_url": "https://x/login"},
     "request_account": {"organisation": "Example GmbH", "requester": _RECIPIENT, "authorise": True, "note": "Hi",
@@ -71,12 +73,13 @@ class Rendered:
 class Templates:
     """The mail templates of one folder, in every supported language."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, organisation_name: str = "") -> None:
         self.folder = folder
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
         )
+        self.env.globals["organisation_name"] = organisation_name  # the provider, named in every footer
 
     def check(self) -> None:
         """Render every template in every language with its sample; raise ``TemplateError`` on the first fault."""

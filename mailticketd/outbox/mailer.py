@@ -59,6 +59,14 @@ class Mailer:
         return {"number": ticket.number, "tag": self.tag(ticket), "subject": ticket.subject,
                 "organisation": organisation, "status": ticket.status}
 
+    def _named(self, letter: Letter) -> dict[str, Any]:
+        """The letter's context with a ticket without subject named in the reader's language."""
+        ticket = letter.context.get("ticket")
+        if not isinstance(ticket, dict) or ticket.get("subject"):
+            return letter.context
+        placeholder = self.templates.render("no_subject", letter.language).subject
+        return letter.context | {"ticket": ticket | {"subject": placeholder}}
+
     def tag(self, ticket: Ticket) -> str:
         return format_tag(self.config.mail.tag_prefix, ticket.number)
 
@@ -69,7 +77,7 @@ class Mailer:
         if mail.is_local(letter.to):
             log.warning("outbox.refused_own_address", rcpt_to=letter.to, kind=letter.kind)
             return None  # the daemon never writes to itself: that is how loops start
-        rendered = self.templates.render(letter.template, letter.language, **letter.context)
+        rendered = self.templates.render(letter.template, letter.language, **self._named(letter))
         domain = mail.support_address.partition("@")[2]
         message_id = new_message_id(domain)
         subject, reply_to, index = rendered.subject, None, None

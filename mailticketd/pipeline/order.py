@@ -8,6 +8,7 @@ from typing import Protocol
 from mailticketd.pipeline.context import Context
 from mailticketd.pipeline.steps.apply_commands import ApplyCommands
 from mailticketd.pipeline.steps.authorise import Authorise
+from mailticketd.pipeline.steps.check_request import CheckRequest
 from mailticketd.pipeline.steps.drop_duplicate import DropDuplicate
 from mailticketd.pipeline.steps.guard_loop import GuardLoop
 from mailticketd.pipeline.steps.identify_people import IdentifyPeople
@@ -34,12 +35,13 @@ DEFAULT_ORDER: tuple[str, ...] = (
     "apply-commands",
     "store-article",
     "link-vms",
+    "check-request",
     "plan-notifications",
 )
 
 AVAILABLE_STEPS: tuple[Step, ...] = (
     DropDuplicate(), GuardLoop(), MatchBounce(), IdentifyPeople(), ResolveTicket(), Authorise(), ApplyCommands(),
-    StoreArticle(), LinkVms(), PlanNotifications(),
+    StoreArticle(), LinkVms(), CheckRequest(), PlanNotifications(),
 )
 
 

@@ -234,6 +234,9 @@ class ArticleRepository:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    async def set_flags(self, article_id: int, flags: Sequence[str]) -> None:
+        await self.conn.execute("UPDATE articles SET flags = ? WHERE id = ?", (json.dumps(list(flags)), article_id))
+
     async def add_attachments(self, article_id: int, attachments: Sequence[NewAttachment]) -> None:
         """Store each content once (by sha256) and link it to the article with its name and type."""
         await self.conn.executemany(

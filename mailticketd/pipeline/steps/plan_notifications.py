@@ -9,6 +9,7 @@ from mailticketd.directory.models import User
 from mailticketd.directory.verification import issue_verification, login_url, verification_url
 from mailticketd.pipeline.context import Context
 from mailticketd.pipeline.steps.apply_commands import VALID_COMMANDS
+from mailticketd.pipeline.steps.check_request import hints
 from mailticketd.outbox.mailer import AUTO_REPLIED, Letter
 
 # Automatic answers to a sender, limited per address and hour (DESIGN §4).
@@ -72,7 +73,8 @@ async def _acknowledge(ctx: Context, ticket: dict[str, Any]) -> None:
         token = await issue_verification(ctx.store, sender.id, hours=hours, now=ctx.now)
         url = verification_url(ctx.config.http.base_url, token)
     context: dict[str, Any] = {"ticket": ticket, "recipient": _person(sender), "verification_url": url,
-                               "verification_hours": hours, "login_url": login_url(ctx.config.http.base_url)}
+                               "verification_hours": hours, "login_url": login_url(ctx.config.http.base_url),
+                               "hints": await hints(ctx)}
     await _send(ctx, Letter("ack", "ack", sender.address, context, _language(ctx, sender), sender.name,
                             AUTO_REPLIED))
 

@@ -11,7 +11,6 @@ from mailticketd.pipeline.context import VIA_TOKEN, Context
 from mailticketd.storage.tickets import NewAttachment
 from mailticketd.tickets.tags import strip_tags
 
-NO_SUBJECT = "(no subject)"
 # A forward opens a ticket about the forwarded mail: its text is the request, not quoted history.
 _FORWARD = re.compile(r"^\s*(?:fwd?|wg|tr|weitergeleitet)\s*:", re.IGNORECASE)
 
@@ -24,7 +23,8 @@ class StoreArticle:
     async def run(self, ctx: Context) -> None:
         store, sender = ctx.store, ctx.sender
         if ctx.ticket is None:
-            subject = strip_tags(ctx.config.mail.tag_prefix, ctx.mail.subject) or NO_SUBJECT
+            # No subject stays empty: each reader sees the placeholder in their own language.
+            subject = strip_tags(ctx.config.mail.tag_prefix, ctx.mail.subject)
             organisation_id = sender.organisation_id if sender and sender.status != "inactive" else None
             ctx.ticket = await store.tickets.create(
                 first_number=ctx.config.tickets.first_number, subject=subject,
