@@ -23,6 +23,7 @@ import mailparser
 from mailparser.utils import get_addresses
 
 from mailticketd.mail.html import html_to_text
+from mailticketd.mail.limits import NAME_BYTES, SUBJECT_BYTES, capped
 
 T = TypeVar("T")
 
@@ -197,7 +198,7 @@ def _addresses(values: Iterable[object], notes: list[str]) -> tuple[Address, ...
             addr = addr.strip().lower()
             if not addr or any(c.isspace() or c in "<>" for c in addr):
                 continue  # no usable mailbox; a display name is never promoted to one
-            name = _collapse(name)
+            name = capped(_collapse(name), NAME_BYTES)
             found.setdefault(addr, Address(addr, "" if name.lower() == addr else name))
     return tuple(found.values())
 
@@ -351,7 +352,7 @@ def _build(raw: bytes) -> IncomingMail:
         to=addresses("to"),
         cc=addresses("cc"),
         reply_to=addresses("reply-to"),
-        subject=_collapse(headers.get("subject", [""])[0]),
+        subject=capped(_collapse(headers.get("subject", [""])[0]), SUBJECT_BYTES),
         message_id=message_ids[0] if message_ids else None,
         in_reply_to=_message_ids(headers.get("in-reply-to", [])),
         references=_message_ids(headers.get("references", [])),

@@ -9,6 +9,7 @@ so it leaves only if the change that caused it is committed.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,7 +70,8 @@ class Mailer:
         if mail.is_local(letter.to):
             log.warning("outbox.refused_own_address", rcpt_to=letter.to, kind=letter.kind)
             return None  # the daemon never writes to itself: that is how loops start
-        rendered = self.templates.render(letter.template, letter.language, **letter.context)
+        rendered = await asyncio.to_thread(self.templates.render, letter.template, letter.language,
+                                           **letter.context)
         domain = mail.support_address.partition("@")[2]
         message_id = new_message_id(domain)
         subject, reply_to, index = rendered.subject, None, None
@@ -87,8 +89,9 @@ class Mailer:
             else:
                 base = ticket.thread_index
             index = child_thread_index(base, now)
-        outgoing = compose(
-            sender_name=mail.from_name, sender=mail.support_address, to=letter.to, to_name=letter.to_name,
+        # Rendering and composing cost time that grows with what a sender wrote: not on the event loop.
+        outgoing = await asyncio.to_thread(
+            compose, sender_name=mail.from_name, sender=mail.support_address, to=letter.to, to_name=letter.to_name,
             subject=subject, body=rendered.body, now=now, message_id=message_id, reply_to=reply_to,
             in_reply_to=in_reply_to, references=references, auto_submitted=letter.auto_submitted,
             loop=mail.support_address, thread_topic=ticket.subject if ticket else None, thread_index=index,
