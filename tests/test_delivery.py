@@ -270,6 +270,22 @@ async def test_restart_resumes_the_queue(tmp_path: Path) -> None:
     assert statuses == ["sent", "sent"]
 
 
+async def test_a_lease_left_by_a_crash_ends_at_the_next_start(tmp_path: Path) -> None:
+    """A row claimed by a run that died before marking it is sent by the next run, once."""
+    config = make_config(tmp_path)
+    async with Database(config.storage.database) as db:
+        outbox_id = await enqueue(db, "anna@customer.example")
+        async with db.transaction() as store:
+            assert await store.outbox.claim_next(utc_now(), utc_now() + timedelta(hours=1)) is not None
+        async with db.transaction() as store:
+            assert await store.outbox.claim_next(utc_now(), utc_now() + timedelta(hours=1)) is None
+        worker = DeliveryWorker(db, config, make_transport(config.outbound))
+        assert await worker.drain() == 1
+        assert await worker.drain() == 0
+        assert (await row_of(db, outbox_id)).status == "sent"
+    assert len(list((config.outbound.maildir / "new").iterdir())) == 1
+
+
 async def test_a_failing_on_failed_does_not_stop_the_worker(tmp_path: Path) -> None:
     """An exception in on_failed is logged after the failure is committed, and the next row still goes out."""
     async def broken(row: OutboxRow, error: str) -> None:

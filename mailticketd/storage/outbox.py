@@ -60,34 +60,48 @@ class OutboxRepository:
         return cursor.lastrowid
 
     async def next_due(self, now: datetime) -> OutboxRow | None:
-        """The queued row that has been due longest, with its raw bytes."""
+        """The queued, unleased row that has been due longest, with its raw bytes."""
+        moment = iso(now)
         async with self.conn.execute(
             f"SELECT {_COLUMNS}, raw FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at, id LIMIT 1",
-            (iso(now),),
+            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id LIMIT 1",
+            (moment, moment),
         ) as cursor:
             values = await cursor.fetchone()
         return _row(values, bytes(values[12])) if values else None
 
+    async def claim_next(self, now: datetime, lease_until: datetime) -> OutboxRow | None:
+        """``next_due``, leased until ``lease_until``: nobody sends it again before then (call in a transaction)."""
+        row = await self.next_due(now)
+        if row is not None:
+            await self.conn.execute("UPDATE outbox SET leased_until = ? WHERE id = ?", (iso(lease_until), row.id))
+        return row
+
+    async def release_leases(self) -> int:
+        """End every lease: at start, when no other sender can hold one (SQLite has one daemon)."""
+        cursor = await self.conn.execute("UPDATE outbox SET leased_until = NULL WHERE leased_until IS NOT NULL")
+        return cursor.rowcount
+
     async def mark_sent(self, outbox_id: int, *, now: datetime | None = None) -> None:
         await self.conn.execute(
-            "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, attempts = attempts + 1"
-            " WHERE id = ?",
+            "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, attempts = attempts + 1,"
+            " leased_until = NULL WHERE id = ?",
             (iso(now or utc_now()), outbox_id),
         )
 
     async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
         """Record a temporary failure: queued again, due at ``next_attempt_at``."""
         await self.conn.execute(
-            "UPDATE outbox SET status = 'queued', last_error = ?, next_attempt_at = ?, attempts = attempts + 1"
-            " WHERE id = ?",
+            "UPDATE outbox SET status = 'queued', last_error = ?, next_attempt_at = ?, attempts = attempts + 1,"
+            " leased_until = NULL WHERE id = ?",
             (error, iso(next_attempt_at), outbox_id),
         )
 
     async def mark_failed(self, outbox_id: int, error: str) -> None:
         """Give up on the row for good, keeping the last answer."""
         await self.conn.execute(
-            "UPDATE outbox SET status = 'failed', last_error = ?, attempts = attempts + 1 WHERE id = ?",
+            "UPDATE outbox SET status = 'failed', last_error = ?, attempts = attempts + 1, leased_until = NULL"
+            " WHERE id = ?",
             (error, outbox_id),
         )
 
