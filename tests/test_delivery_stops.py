@@ -93,8 +93,8 @@ class LockAfterSend:
         self.database = database
         self.blocker: sqlite3.Connection | None = None
 
-    async def send(self, mail_from: str, rcpt_to: str, raw: bytes) -> None:
-        await self.inner.send(mail_from, rcpt_to, raw)
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+        await self.inner.send(mail_from, rcpt_to, raw, delivery_id=delivery_id)
         if self.blocker is None:
             self.blocker = sqlite3.connect(self.database, isolation_level=None)
             self.blocker.execute("BEGIN IMMEDIATE")

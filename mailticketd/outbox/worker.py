@@ -142,7 +142,7 @@ class DeliveryWorker(QueueWorker):
     async def _deliver(self, row: OutboxRow) -> None:
         assert row.raw is not None
         try:
-            await self.transport.send(row.mail_from, row.rcpt_to, row.raw)
+            await self.transport.send(row.mail_from, row.rcpt_to, row.raw, delivery_id=_delivery_id(row))
         except PermanentFailure as failure:
             await self._fail(row, failure.message, reason="permanent")
             return
@@ -194,6 +194,11 @@ class DeliveryWorker(QueueWorker):
             await self.on_failed(failed, error)
         except Exception:
             log.exception("outbox.on_failed_error", **_fields(row))
+
+
+def _delivery_id(row: OutboxRow) -> str:
+    """The same for every attempt of one row, and unique beyond this database (the Message-ID is random)."""
+    return f"{row.id}.{row.message_id}.{row.rcpt_to}"
 
 
 def _fields(row: OutboxRow) -> dict[str, object]:
