@@ -28,6 +28,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "verify": {"recipient": _RECIPIENT, "verification_url": "https://x/verify/t", "verification_hours": 72},
     "operator_notice": {
         "ticket": _TICKET, "event": "new", "author": "anna@example.com", "author_status": "unverified",
+        "sender_check": "unverified",
         "vms": [{"name": "de-fr-srv-0815", "organisation": "Other AG", "flags": ["other-organisation"]}],
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
     },

@@ -7,6 +7,7 @@ from typing import Any
 
 from mailticketd.directory.models import User
 from mailticketd.directory.verification import issue_verification, verification_url
+from mailticketd.mail.authresults import sender_check
 from mailticketd.pipeline.context import Context
 from mailticketd.pipeline.steps.apply_commands import VALID_COMMANDS
 from mailticketd.outbox.mailer import AUTO_REPLIED, Letter
@@ -52,6 +53,7 @@ async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> N
            for vm in await ctx.store.tickets.vms(ctx.ticket.id) if vm.name in ctx.vm_names]
     context = {"ticket": ticket, "event": event, "author": ctx.author_address, "vms": vms,
                "author_status": ctx.author_status, "flags": ctx.flags, "text": ctx.visible_text,
+               "sender_check": sender_check(ctx.authentication, ctx.author_address),
                "attachments": [{"name": a.name, "size": a.size} for a in ctx.mail.attachments]}
     for operator in ctx.config.operators.addresses:
         if operator != ctx.author_address:
