@@ -56,7 +56,8 @@ def verdict(mail: IncomingMail, authserv_id: str) -> Verdict | None:
     if not authserv_id:
         return None
     # A cheap look at the id first: a mail may carry thousands of headers, parsing runs on the event loop.
-    starts = re.compile(rf"\s*(?:\([^()]*\)\s*)?{re.escape(authserv_id)}(?=[\s;(]|$)", re.IGNORECASE)
+    # The id must come first (no comment before it), as every MTA writes it and docs/mta.md strips it.
+    starts = re.compile(rf"\s*{re.escape(authserv_id)}(?=[\s;(]|$)", re.IGNORECASE)
     ours = [value for value in mail.headers.get("authentication-results", ()) if starts.match(value)]
     if not ours:
         return None
