@@ -43,18 +43,26 @@ def _row(values: aiosqlite.Row, raw: bytes | None = None) -> OutboxRow:
     )
 
 
+# Once a mail has left (or never will), only its copy without secrets stays.
+_FORGET_SECRETS = "raw = coalesce(raw_after_send, raw), raw_after_send = NULL"
+
+
 class OutboxRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
     async def enqueue(self, *, ticket_id: int | None, kind: str, mail_from: str, rcpt_to: str,
-                      message_id: str, raw: bytes, now: datetime | None = None) -> int:
-        """Queue ``raw`` for one recipient, due at once; returns the row id."""
+                      message_id: str, raw: bytes, now: datetime | None = None,
+                      raw_after_send: bytes | None = None) -> int:
+        """Queue ``raw`` for one recipient, due at once; returns the row id.
+
+        ``raw_after_send`` (the mail without its secrets) replaces ``raw`` once it is sent or has failed.
+        """
         moment = iso(now or utc_now())
         cursor = await self.conn.execute(
-            "INSERT INTO outbox (created_at, ticket_id, kind, mail_from, rcpt_to, message_id, raw,"
-            " status, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
-            (moment, ticket_id, kind, mail_from, rcpt_to, message_id, raw, moment),
+            "INSERT INTO outbox (created_at, ticket_id, kind, mail_from, rcpt_to, message_id, raw, raw_after_send,"
+            " status, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+            (moment, ticket_id, kind, mail_from, rcpt_to, message_id, raw, raw_after_send, moment),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -85,7 +93,7 @@ class OutboxRepository:
     async def mark_sent(self, outbox_id: int, *, now: datetime | None = None) -> None:
         await self.conn.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, attempts = attempts + 1,"
-            " leased_until = NULL WHERE id = ?",
+            f" leased_until = NULL, {_FORGET_SECRETS} WHERE id = ?",
             (iso(now or utc_now()), outbox_id),
         )
 
@@ -100,8 +108,8 @@ class OutboxRepository:
     async def mark_failed(self, outbox_id: int, error: str) -> None:
         """Give up on the row for good, keeping the last answer."""
         await self.conn.execute(
-            "UPDATE outbox SET status = 'failed', last_error = ?, attempts = attempts + 1, leased_until = NULL"
-            " WHERE id = ?",
+            "UPDATE outbox SET status = 'failed', last_error = ?, attempts = attempts + 1, leased_until = NULL,"
+            f" {_FORGET_SECRETS} WHERE id = ?",
             (error, outbox_id),
         )
 
