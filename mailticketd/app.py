@@ -85,7 +85,9 @@ class Daemon:
         return self.web.port
 
     async def health(self) -> dict[str, Any]:
-        return await health_report(self.db, utc_now(), self.config.health.stuck_after, self.metrics)
+        stopped = self.delivery.stopped
+        return await health_report(self.db, utc_now(), self.config.health.stuck_after, self.metrics,
+                                   delivery_stopped=stopped.report() if stopped else None)
 
     async def start(self) -> None:
         await self.db.open()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -10,10 +11,11 @@ from mailticketd.metrics import Metrics
 from mailticketd.storage import Database
 
 
-async def health_report(db: Database, now: datetime, stuck_after: float,
-                        metrics: Metrics | None = None) -> dict[str, Any]:
+async def health_report(db: Database, now: datetime, stuck_after: float, metrics: Metrics | None = None,
+                        delivery_stopped: Mapping[str, object] | None = None) -> dict[str, Any]:
     """``ok`` is false when the database does not answer, a mail has waited over ``stuck_after`` seconds to
-    be processed, or one has waited that long to leave while nothing left at all (a relay down that long)."""
+    be processed, or one has waited that long to leave while nothing left at all (a relay down that long),
+    or the delivery worker stopped because the database cannot be written (``delivery_stopped`` says why)."""
     try:
         async with db.read() as store:
             pending, failed, inbox_oldest = await store.inbox.stats()
@@ -37,6 +39,9 @@ async def health_report(db: Database, now: datetime, stuck_after: float,
         "outbox": {"ok": outbox_ok, "queued": outbox["queued"], "failed": outbox["failed"],
                    "sent": outbox["sent"], "oldest_waiting_seconds": round(outbox_wait, 1)},
     }
+    if delivery_stopped is not None:
+        report["outbox"]["ok"] = False
+        report["outbox"]["stopped"] = dict(delivery_stopped)
     report["ok"] = report["inbox"]["ok"] and report["outbox"]["ok"]
     if metrics is not None:
         metrics.inbox_backlog.set(pending)

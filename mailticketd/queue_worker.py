@@ -39,6 +39,7 @@ class QueueWorker(ABC):
 
     async def run(self) -> None:
         while not self._stopping:
+            self._wake.clear()  # before the work: a wake that comes during it is not lost
             try:
                 worked = await self.process_next()
             except Exception:
@@ -47,7 +48,6 @@ class QueueWorker(ABC):
                 worked = False
             if worked:
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except TimeoutError:

@@ -101,6 +101,46 @@ async def test_maildir_writes_one_file_per_recipient(tmp_path: Path) -> None:
         assert parsed.get_content().replace("\r\n", "\n") == "Erste Zeile.\n.Punkt am Anfang.\n"
 
 
+class DiesAfterSend:
+    """A real transport whose process dies right after the mail was written, before anything is marked."""
+
+    def __init__(self, inner: MaildirTransport) -> None:
+        self.inner = inner
+
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+        await self.inner.send(mail_from, rcpt_to, raw, delivery_id=delivery_id)
+        raise SystemExit("killed")
+
+
+async def test_maildir_repeat_after_a_crash_replaces_the_copy(tmp_path: Path) -> None:
+    """A mail written to the maildir by a run that died before marking it is there once after the next run sends it."""
+    config = make_config(tmp_path)
+    maildir = config.outbound.maildir
+    async with Database(config.storage.database) as db:
+        outbox_id = await enqueue(db, "anna@customer.example")
+        try:
+            await DeliveryWorker(db, config, DiesAfterSend(MaildirTransport(maildir))).drain()
+        except SystemExit:
+            pass
+        assert (await row_of(db, outbox_id)).status == "queued"
+        assert await DeliveryWorker(db, config, MaildirTransport(maildir)).drain() == 1
+        assert (await row_of(db, outbox_id)).status == "sent"
+    assert len(list((maildir / "new").iterdir())) == 1
+    assert list((maildir / "tmp").iterdir()) == []
+
+
+async def test_maildir_overwrites_a_half_file_a_crash_left_in_tmp(tmp_path: Path) -> None:
+    """A half-written file of the same delivery in tmp/ is replaced, and the whole mail lands in new/."""
+    transport = MaildirTransport(tmp_path / "maildir")
+    (tmp_path / "maildir" / "tmp").mkdir(parents=True)
+    (tmp_path / "maildir" / "tmp" / transport.file_name("7.n1@example.net.anna@customer.example")).write_bytes(b"From: Supp")
+    raw = outgoing("anna@customer.example")
+    await transport.send(SUPPORT, "anna@customer.example", raw, delivery_id="7.n1@example.net.anna@customer.example")
+    assert list((tmp_path / "maildir" / "tmp").iterdir()) == []
+    (written,) = list((tmp_path / "maildir" / "new").iterdir())
+    assert written.read_bytes().endswith(raw)
+
+
 async def test_make_transport_follows_the_config(tmp_path: Path) -> None:
     """The embedded default delivers into the maildir; transport = "smtp" talks to the relay."""
     assert isinstance(make_transport(make_config(tmp_path).outbound), MaildirTransport)
@@ -270,6 +310,22 @@ async def test_restart_resumes_the_queue(tmp_path: Path) -> None:
     assert statuses == ["sent", "sent"]
 
 
+async def test_a_lease_left_by_a_crash_ends_at_the_next_start(tmp_path: Path) -> None:
+    """A row claimed by a run that died before marking it is sent by the next run, once."""
+    config = make_config(tmp_path)
+    async with Database(config.storage.database) as db:
+        outbox_id = await enqueue(db, "anna@customer.example")
+        async with db.transaction() as store:
+            assert await store.outbox.claim_next(utc_now(), utc_now() + timedelta(hours=1)) is not None
+        async with db.transaction() as store:
+            assert await store.outbox.claim_next(utc_now(), utc_now() + timedelta(hours=1)) is None
+        worker = DeliveryWorker(db, config, make_transport(config.outbound))
+        assert await worker.drain() == 1
+        assert await worker.drain() == 0
+        assert (await row_of(db, outbox_id)).status == "sent"
+    assert len(list((config.outbound.maildir / "new").iterdir())) == 1
+
+
 async def test_a_failing_on_failed_does_not_stop_the_worker(tmp_path: Path) -> None:
     """An exception in on_failed is logged after the failure is committed, and the next row still goes out."""
     async def broken(row: OutboxRow, error: str) -> None:
@@ -325,7 +381,7 @@ class WritingTransport:
         self.db = db
         self.sent: list[str] = []
 
-    async def send(self, mail_from: str, rcpt_to: str, raw: bytes) -> None:
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
         async with asyncio.timeout(5):
             async with self.db.transaction() as store:
                 await store.outbox.counts()

@@ -47,7 +47,7 @@ async def test_spam_and_forged_mail_are_still_shown_to_operators(tmp_path: Path)
     async with desk(tmp_path, **TRUSTED) as (daemon, sink):
         await deliver(daemon, make_mail(CUSTOMER, headers={"X-Spam-Flag": "YES"}))
         [notice] = await mails_to(sink, 1, where=to(OPERATOR))
-        assert "no-auto-reply:spam" in body_of(parsed(notice))
+        assert "Hinweis: Keine automatische Antwort, denn der Spamfilter hat sie markiert." in body_of(parsed(notice))
 
 
 async def test_authentication_results_of_a_foreign_host_are_ignored(tmp_path: Path) -> None:

@@ -277,6 +277,34 @@ def test_documented_recipient_map_refuses_unknown_addresses_at_rcpt_and_passes_s
         assert row["rcpt_tos"] == [subaddress]
 
 
+def documented_setting(name: str) -> str:
+    """The value docs/mta.md gives ``name`` in its Postfix main.cf snippet."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "mta.md").read_text(encoding="utf-8")
+    found = re.search(rf"^{re.escape(name)} = (.+)$", docs, re.MULTILINE)
+    assert found is not None, f"docs/mta.md sets no {name}"
+    return found.group(1)
+
+
+def test_documented_header_check_strips_forged_authentication_results(
+        tmp_path: Path, sink: Sink, desk: Desk, desk_port: int) -> None:
+    """With docs/mta.md's header_checks, a sender's Authentication-Results in the name of mx.example.net (plain, folded, upper-case) never reach the daemon; another host's header does."""
+    settings = {"header_checks": documented_setting("header_checks")}
+    routes = {"example.net": desk_port, "customer.example": sink.port, "provider.example": sink.port}
+    with Postfix(routes, settings=settings, keep_log=tmp_path / "postfix.log") as postfix:
+        desk(relay_port=postfix.port, operators={"addresses": [OPERATOR], "authserv_id": "mx.example.net"})
+        forged = ("Authentication-Results: mx.example.net; dmarc=pass header.from=customer.example\r\n"
+                  "Authentication-Results:\r\n MX.Example.NET 1;\r\n dmarc=pass header.from=customer.example\r\n"
+                  "Authentication-Results: other.example; spf=pass smtp.mailfrom=customer.example\r\n").encode()
+        code, reply = submit(postfix.port, CUSTOMER, SUPPORT, forged + make_mail(CUSTOMER, subject="Gefälscht"))
+        assert code == 250, reply
+        mails_for(sink, CUSTOMER, 1, postfix)
+        with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+            (raw,) = conn.execute("SELECT raw FROM inbox").fetchone()
+        headers = bytes(raw).split(b"\r\n\r\n", 1)[0].lower()
+        assert b"mx.example.net" not in headers, headers
+        assert b"authentication-results: other.example; spf=pass" in headers, headers
+
+
 @pytest.mark.parametrize("security", ["none", "auto"])
 def test_answers_pass_a_postfix_with_a_self_signed_certificate(
         tmp_path: Path, sink: Sink, desk: Desk, desk_port: int, security: str) -> None:

@@ -104,7 +104,7 @@ async def test_reply_long_after_closing_opens_a_new_ticket_that_refers_to_the_ol
         assert new["subject"] == "Re: Backup fehlt" and new["follows"] == 10000
         assert "follows-closed-ticket:10000" in new["articles"][0]["flags"]
         notices = await mails_to(sink, 2, where=to(OPERATOR))
-        assert "follows-closed-ticket:10000" in body_of(parsed(notices[-1]))
+        assert "Hinweis: Folgt auf Ticket [MH#10000], das schon länger geschlossen ist." in body_of(parsed(notices[-1]))
 
 
 async def test_operators_out_of_office_reply_never_reaches_the_customer(tmp_path: Path) -> None:

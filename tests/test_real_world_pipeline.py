@@ -51,7 +51,7 @@ async def test_empty_attachments_are_dropped_with_a_note(tmp_path: Path) -> None
         assert {"empty-attachment-dropped:leer.log", "empty-attachment-dropped:leer.pdf"} <= set(article["flags"])
         [notice] = await mails_to(sink, 1, where=to(OPERATOR))
         body = body_of(parsed(notice))
-        assert "empty-attachment-dropped:leer.log" in body and "leer.pdf (0" not in body
+        assert "Ein leerer Anhang „leer.log“ wurde nicht gespeichert." in body and "leer.pdf (0" not in body
 
 
 async def test_outlook_underscore_reply_never_sends_the_notice_to_the_customer(tmp_path: Path) -> None:

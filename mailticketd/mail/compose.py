@@ -1,4 +1,10 @@
-"""Build outgoing mails: the headers every mail carries, encoded so German clients show them right."""
+"""Build outgoing mails: the headers every mail carries, encoded so German clients show them right.
+
+The standard ``email`` package takes time that grows with the square of a
+header's length to fold it, so subjects and names are capped here
+(``mail.limits``), and callers in the event loop run ``compose`` in a worker
+thread (``asyncio.to_thread``): its cost still grows with the body.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+
+from mailticketd.mail.limits import NAME_BYTES, SUBJECT_BYTES, capped
 
 LOOP_HEADER = "X-Loop"
 
@@ -58,14 +66,15 @@ def compose(
 
     A recipient whose address is not ASCII even with its domain in IDNA form
     gets an internationalised mail (RFC 6532 headers), which only a relay
-    offering SMTPUTF8 takes.
+    offering SMTPUTF8 takes.  Subject and names are capped (an attacker's
+    megabyte subject costs the standard library quadratic time).
     """
     local, _, domain = wire_address(to).rpartition("@")
     message = EmailMessage(policy=email.policy.SMTP if local.isascii() else email.policy.SMTPUTF8)
-    message["From"] = Address(display_name=sender_name, addr_spec=sender)
+    message["From"] = Address(display_name=capped(sender_name, NAME_BYTES), addr_spec=sender)
     # username/domain rather than addr_spec: addr_spec refuses a non-ASCII local part outright.
-    message["To"] = Address(display_name=to_name, username=local, domain=domain)
-    message["Subject"] = subject
+    message["To"] = Address(display_name=capped(to_name, NAME_BYTES), username=local, domain=domain)
+    message["Subject"] = capped(subject, SUBJECT_BYTES)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = f"<{message_id}>"
     if reply_to:
@@ -78,7 +87,7 @@ def compose(
     message[LOOP_HEADER] = loop
     message["X-Auto-Response-Suppress"] = "All"
     if thread_topic:
-        message["Thread-Topic"] = thread_topic
+        message["Thread-Topic"] = capped(thread_topic, SUBJECT_BYTES)
     if thread_index:
         message["Thread-Index"] = thread_index
     message.set_content(body, charset="utf-8", cte="quoted-printable")

@@ -22,6 +22,7 @@ from mailticketd.mail.charsets import (
 )
 from mailticketd.mail.html import html_to_text
 from mailticketd.mail.mime import Attachment, Body, attempt
+from mailticketd.mail.limits import NAME_BYTES, SUBJECT_BYTES, capped
 
 __all__ = ["Address", "Attachment", "IncomingMail", "parse_mail"]
 
@@ -104,7 +105,7 @@ def _addresses(values: Iterable[object], notes: list[str], hint: str | None) -> 
             addr = addr.strip().lower()
             if not addr or any(c.isspace() or c in "<>" for c in addr):
                 continue  # no usable mailbox; a display name is never promoted to one
-            name = collapse(name)
+            name = capped(collapse(name), NAME_BYTES)
             found.setdefault(addr, Address(addr, "" if name.lower() == addr else name))
     return tuple(found.values())
 
@@ -214,7 +215,7 @@ def _build(raw: bytes) -> IncomingMail:
         to=addresses("to"),
         cc=addresses("cc"),
         reply_to=addresses("reply-to"),
-        subject=collapse(headers.get("subject", [""])[0]),
+        subject=capped(collapse(headers.get("subject", [""])[0]), SUBJECT_BYTES),
         message_id=message_ids[0] if message_ids else None,
         in_reply_to=_message_ids(headers.get("in-reply-to", [])),
         references=_message_ids(headers.get("references", [])),

@@ -38,9 +38,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "verify": {"recipient": _RECIPIENT, "verification_url": "https://x/verify/t", "verification_hours": 72},
     "operator_notice": {
         "ticket": _TICKET, "event": "new", "author": "anna@example.com", "author_status": "unverified",
+        "sender_check": "unverified",
         "vms": [{"name": "de-fr-srv-0815", "organisation": "Other AG", "flags": ["other-organisation"]}],
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
-        "via_web": True,
+        "via_web": True, "tag_prefix": "MH#",
+        "recipients": [{"address": "anna@example.com", "name": "Anna", "status": "authorised"},
+                       {"address": "x@other.example", "name": "", "status": "unverified"}],
     },
     "nothing_sent": {"ticket": _TICKET},
     "inbox_failed": {"inbox_id": 42, "reason": "OperationalError: disk I/O error", "mail_from": "anna@example.com",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from mailticketd.clock import utc_now
@@ -26,7 +27,8 @@ def failure_reporter(db: Database, config: Config, mailer: Mailer,
             summary = await store.tickets.summary(ticket.number) if ticket else None
             context = {
                 "ticket": mailer.ticket_context(ticket, summary.organisation if summary else None) if ticket else None,
-                "recipient": row.rcpt_to, "error": error, "original_subject": _subject(row.raw),
+                "recipient": row.rcpt_to, "error": error,
+                "original_subject": await asyncio.to_thread(_subject, row.raw),
             }
             for operator in config.operators.addresses:
                 if operator != row.rcpt_to:

@@ -1,5 +1,9 @@
 """Write one outgoing mail into the outbox: render its template, set its headers, remember its Message-ID.
 
+A letter with a secret (``SECRET_FIELDS``: a verification link) is stored
+twice: as sent, and without the token; the outbox keeps only the second
+once the mail is sent or has failed.
+
 Every mail about a ticket carries the tag in its subject, ``In-Reply-To`` and
 ``References`` to the ticket's thread, a ``Reply-To`` with the recipient's
 reply token, ``Auto-Submitted`` and ``X-Loop``, and Outlook's
@@ -9,8 +13,10 @@ so it leaves only if the change that caused it is committed.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -18,7 +24,7 @@ import structlog
 from mailticketd.config import Config
 from mailticketd.mail.compose import compose, new_message_id
 from mailticketd.mail.outlook import child_thread_index, new_thread_index
-from mailticketd.mail.templates import Templates
+from mailticketd.mail.templates import Rendered, Templates
 from mailticketd.storage import Store
 from mailticketd.tickets.models import Ticket
 from mailticketd.tickets.tags import format_tag
@@ -28,6 +34,9 @@ log = structlog.get_logger("mailticketd.outbox")
 
 # How many Message-IDs of a thread go into References: the first and the latest.
 _REFERENCES = 10
+
+# Context fields that hold a secret (a link with a token): the outbox keeps them only until the mail is sent.
+SECRET_FIELDS = frozenset({"verification_url"})
 
 AUTO_REPLIED = "auto-replied"
 AUTO_GENERATED = "auto-generated"
@@ -67,6 +76,16 @@ class Mailer:
         placeholder = self.templates.render("no_subject", letter.language).subject
         return letter.context | {"ticket": ticket | {"subject": placeholder}}
 
+    def _render(self, letter: Letter) -> tuple[Rendered, str | None]:
+        """The letter, and its body without secrets to keep once it is sent (None when it holds none)."""
+        context = self._named(letter)
+        rendered = self.templates.render(letter.template, letter.language, **context)
+        secrets = {key: _without_token(str(value)) for key, value in context.items()
+                   if key in SECRET_FIELDS and value}
+        if not secrets:
+            return rendered, None
+        return rendered, self.templates.render(letter.template, letter.language, **(context | secrets)).body
+
     def tag(self, ticket: Ticket) -> str:
         return format_tag(self.config.mail.tag_prefix, ticket.number)
 
@@ -77,7 +96,7 @@ class Mailer:
         if mail.is_local(letter.to):
             log.warning("outbox.refused_own_address", rcpt_to=letter.to, kind=letter.kind)
             return None  # the daemon never writes to itself: that is how loops start
-        rendered = self.templates.render(letter.template, letter.language, **self._named(letter))
+        rendered, kept_body = await asyncio.to_thread(self._render, letter)
         domain = mail.support_address.partition("@")[2]
         message_id = new_message_id(domain)
         subject, reply_to, index = rendered.subject, None, None
@@ -95,17 +114,25 @@ class Mailer:
             else:
                 base = ticket.thread_index
             index = child_thread_index(base, now)
-        outgoing = compose(
-            sender_name=mail.from_name, sender=mail.support_address, to=letter.to, to_name=letter.to_name,
-            subject=subject, body=rendered.body, now=now, message_id=message_id, reply_to=reply_to,
+        # Rendering and composing cost time that grows with what a sender wrote: not on the event loop.
+        build = partial(
+            compose, sender_name=mail.from_name, sender=mail.support_address, to=letter.to, to_name=letter.to_name,
+            subject=subject, now=now, message_id=message_id, reply_to=reply_to,
             in_reply_to=in_reply_to, references=references, auto_submitted=letter.auto_submitted,
             loop=mail.support_address, thread_topic=ticket.subject if ticket else None, thread_index=index,
         )
+        outgoing = await asyncio.to_thread(build, body=rendered.body)
+        kept = await asyncio.to_thread(build, body=kept_body) if kept_body is not None else None
         await store.outbox.enqueue(
             ticket_id=ticket.id if ticket else None, kind=letter.kind, mail_from=mail.support_address,
-            rcpt_to=letter.to, message_id=message_id, raw=outgoing.raw,
+            rcpt_to=letter.to, message_id=message_id, raw=outgoing.raw, raw_after_send=kept.raw if kept else None,
         )
         if ticket is not None:
             await store.articles.remember_message_id(message_id, ticket_id=ticket.id, article_id=None,
                                                      direction="out")
         return message_id
+
+
+def _without_token(url: str) -> str:
+    """``https://desk/verify/TOKEN`` as ``https://desk/verify/…``: staff still see which link was sent."""
+    return url.rpartition("/")[0] + "/…"

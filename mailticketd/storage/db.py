@@ -92,6 +92,9 @@ class Database:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = FULL")
             await conn.execute("PRAGMA foreign_keys = ON")
+            # What is deleted or replaced (a sent mail's verification link) is overwritten, not left in free
+            # pages that a backup would copy.
+            await conn.execute("PRAGMA secure_delete = ON")
             await self._migrate(conn)
         except BaseException:
             await conn.close()

@@ -43,51 +43,73 @@ def _row(values: aiosqlite.Row, raw: bytes | None = None) -> OutboxRow:
     )
 
 
+# Once a mail has left (or never will), only its copy without secrets stays.
+_FORGET_SECRETS = "raw = coalesce(raw_after_send, raw), raw_after_send = NULL"
+
+
 class OutboxRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
     async def enqueue(self, *, ticket_id: int | None, kind: str, mail_from: str, rcpt_to: str,
-                      message_id: str, raw: bytes, now: datetime | None = None) -> int:
-        """Queue ``raw`` for one recipient, due at once; returns the row id."""
+                      message_id: str, raw: bytes, now: datetime | None = None,
+                      raw_after_send: bytes | None = None) -> int:
+        """Queue ``raw`` for one recipient, due at once; returns the row id.
+
+        ``raw_after_send`` (the mail without its secrets) replaces ``raw`` once it is sent or has failed.
+        """
         moment = iso(now or utc_now())
         cursor = await self.conn.execute(
-            "INSERT INTO outbox (created_at, ticket_id, kind, mail_from, rcpt_to, message_id, raw,"
-            " status, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
-            (moment, ticket_id, kind, mail_from, rcpt_to, message_id, raw, moment),
+            "INSERT INTO outbox (created_at, ticket_id, kind, mail_from, rcpt_to, message_id, raw, raw_after_send,"
+            " status, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+            (moment, ticket_id, kind, mail_from, rcpt_to, message_id, raw, raw_after_send, moment),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
     async def next_due(self, now: datetime) -> OutboxRow | None:
-        """The queued row that has been due longest, with its raw bytes."""
+        """The queued, unleased row that has been due longest, with its raw bytes."""
+        moment = iso(now)
         async with self.conn.execute(
             f"SELECT {_COLUMNS}, raw FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at, id LIMIT 1",
-            (iso(now),),
+            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id LIMIT 1",
+            (moment, moment),
         ) as cursor:
             values = await cursor.fetchone()
         return _row(values, bytes(values[12])) if values else None
 
+    async def claim_next(self, now: datetime, lease_until: datetime) -> OutboxRow | None:
+        """``next_due``, leased until ``lease_until``: nobody sends it again before then (call in a transaction)."""
+        row = await self.next_due(now)
+        if row is not None:
+            await self.conn.execute("UPDATE outbox SET leased_until = ? WHERE id = ?", (iso(lease_until), row.id))
+        return row
+
+    async def release_leases(self) -> int:
+        """End every lease: at start, when no other sender can hold one (SQLite has one daemon)."""
+        cursor = await self.conn.execute("UPDATE outbox SET leased_until = NULL WHERE leased_until IS NOT NULL")
+        return cursor.rowcount
+
     async def mark_sent(self, outbox_id: int, *, now: datetime | None = None) -> None:
         await self.conn.execute(
-            "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, attempts = attempts + 1"
-            " WHERE id = ?",
+            "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, attempts = attempts + 1,"
+            f" leased_until = NULL, {_FORGET_SECRETS} WHERE id = ?",
             (iso(now or utc_now()), outbox_id),
         )
 
     async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
         """Record a temporary failure: queued again, due at ``next_attempt_at``."""
         await self.conn.execute(
-            "UPDATE outbox SET status = 'queued', last_error = ?, next_attempt_at = ?, attempts = attempts + 1"
-            " WHERE id = ?",
+            "UPDATE outbox SET status = 'queued', last_error = ?, next_attempt_at = ?, attempts = attempts + 1,"
+            " leased_until = NULL WHERE id = ?",
             (error, iso(next_attempt_at), outbox_id),
         )
 
     async def mark_failed(self, outbox_id: int, error: str) -> None:
         """Give up on the row for good, keeping the last answer."""
         await self.conn.execute(
-            "UPDATE outbox SET status = 'failed', last_error = ?, attempts = attempts + 1 WHERE id = ?",
+            "UPDATE outbox SET status = 'failed', last_error = ?, attempts = attempts + 1, leased_until = NULL,"
+            f" {_FORGET_SECRETS} WHERE id = ?",
             (error, outbox_id),
         )
 

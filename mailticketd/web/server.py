@@ -29,7 +29,7 @@ from mailticketd.config import Config
 from mailticketd.directory.models import User
 from mailticketd.directory.policy import is_authorised
 from mailticketd.outbox.mailer import Mailer
-from mailticketd.directory.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
+from mailticketd.directory.passwords import MAX_LENGTH, MIN_LENGTH, check_password
 from mailticketd.web.links import (
     EXPIRED,
     LIMITED,
@@ -153,7 +153,8 @@ class WebServer:
         outcome = await self.desk.look_up(token)
         if outcome.state != VALID:
             return self._unusable(request, outcome)
-        problem = password_problem(password, repeated)
+        assert outcome.user is not None
+        problem = await check_password(password, repeated, (outcome.user.address, outcome.user.name or ""))
         if problem is not None:
             return self._form(request, outcome, problem, status=400)
         outcome = await self.desk.set_password(token, password)

@@ -13,8 +13,11 @@ from mailticketd.outbox.transports.smtp import SmtpTransport
 class Transport(Protocol):
     """Hands one mail for one recipient on; returns only once the far side has taken it."""
 
-    async def send(self, mail_from: str, rcpt_to: str, raw: bytes) -> None:
-        """Deliver ``raw``; raise ``TemporaryFailure`` or ``PermanentFailure`` when that fails."""
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+        """Deliver ``raw``; raise ``TemporaryFailure`` or ``PermanentFailure`` when that fails.
+
+        ``delivery_id`` is the same for every attempt of one outbox row, so a repeat can replace a copy.
+        """
         ...
 
 

@@ -1,7 +1,10 @@
 """Deliver into a local maildir, one file per recipient, the way a local MTA does.
 
-Each mail is written into ``tmp/`` under a unique name, synced, and renamed
-into ``new/``, so a reader never sees half a file.  ``Delivered-To`` (the
+Each mail is written into ``tmp/``, synced, and renamed into ``new/``, so a
+reader never sees half a file.  A mail from the outbox is named after its
+row (``delivery_id``): when a crash left it half-written in ``tmp/``, or
+delivered but not marked sent, the repeat overwrites that file and replaces
+the copy in ``new/`` instead of adding a second one.  ``Delivered-To`` (the
 envelope recipient) and ``Return-Path`` (the envelope sender) are prepended
 with the line ending the mail itself uses; the mail's own bytes stay as
 they are.
@@ -10,6 +13,7 @@ they are.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import os
 import secrets
@@ -31,16 +35,25 @@ class MaildirTransport:
         # Maildir names must not contain '/' or ':' (the latter starts the flags part).
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
 
-    async def send(self, mail_from: str, rcpt_to: str, raw: bytes) -> None:
-        """Write the mail into ``new/``; a local error is temporary (a full disk empties again)."""
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+        """Write the mail into ``new/``; a local error is temporary (a full disk empties again).
+
+        The same ``delivery_id`` always gives the same file; without one the name is unique.
+        """
         for address in (mail_from, rcpt_to):
             if any(char in address for char in "\r\n\0"):
                 raise PermanentFailure(f"address contains a control character: {address!r}")
         content = _envelope_headers(mail_from, rcpt_to, raw) + raw
         try:
-            await asyncio.to_thread(self._deliver, self._unique_name(), content)
+            name = self.file_name(delivery_id) if delivery_id else self._unique_name()
+            await asyncio.to_thread(self._deliver, name, content)
         except OSError as error:
             raise TemporaryFailure(f"cannot write to maildir {self.path}: {error}") from error
+
+    def file_name(self, delivery_id: str) -> str:
+        """The file name of the delivery ``delivery_id``, in ``tmp/`` and then in ``new/``."""
+        digest = hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f"outbox-{digest}.{self._host}"
 
     def _unique_name(self) -> str:
         now = time.time()
@@ -54,7 +67,8 @@ class MaildirTransport:
             (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = self.path / "tmp" / name
         final = self.path / "new" / name
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Truncate, not exclusive: a file of the same name is this delivery's own, left by a crash.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)

@@ -67,8 +67,9 @@ class SmtpTransport:
     def relay(self) -> str:
         return f"{self.host}:{self.port}"
 
-    async def send(self, mail_from: str, rcpt_to: str, raw: bytes) -> None:
-        """Send ``raw`` to ``rcpt_to``; raises ``TemporaryFailure`` or ``PermanentFailure``."""
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+        """Send ``raw`` to ``rcpt_to``; raises ``TemporaryFailure`` or ``PermanentFailure`` (a relay keeps no
+        ``delivery_id``: the Message-ID lets the far side see a repeat)."""
         client = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, timeout=self.timeout,
             use_tls=self.security == "tls", start_tls=_START_TLS[self.security],

@@ -6,7 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from mailticketd.directory.models import User
+from mailticketd.directory.policy import author_status
 from mailticketd.directory.verification import issue_verification, login_url, verification_url
+from mailticketd.mail.authresults import sender_check
 from mailticketd.pipeline.context import Context
 from mailticketd.pipeline.steps.apply_commands import VALID_COMMANDS
 from mailticketd.pipeline.steps.check_request import hints
@@ -53,7 +55,11 @@ async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> N
            for vm in await ctx.store.tickets.vms(ctx.ticket.id) if vm.name in ctx.vm_names]
     context = {"ticket": ticket, "event": event, "author": ctx.author_address, "vms": vms,
                "author_status": ctx.author_status, "flags": ctx.flags, "text": ctx.visible_text,
-               "via_web": ctx.envelope.web is not None,
+               "via_web": ctx.envelope.web is not None, "tag_prefix": ctx.config.mail.tag_prefix,
+               "sender_check": sender_check(ctx.authentication, ctx.author_address),
+               "recipients": [{"address": user.address, "name": user.name,
+                               "status": author_status(user, ctx.ticket.organisation_id, operator=False, now=ctx.now)}
+                              for user in await _customers(ctx)],
                "attachments": [{"name": a.name, "size": a.size} for a in ctx.mail.attachments]}
     for operator in ctx.config.operators.addresses:
         if operator != ctx.author_address:
