@@ -24,6 +24,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "verification_hours": 72, "login_url": "https://x/login",
             "hints": {"subject": "Hilfe", "vm_scheme": "de-XX-srv-XXXX", "vms": ["de-fr-srv-0815"], "topics": True}},
     "no_subject": {},
+    "split": {"ticket": _TICKET, "from_ticket": _TICKET, "recipient": _RECIPIENT},
     "password": {"recipient": _RECIPIENT, "verification_url": "https://x/verify/t", "verification_hours": 72,
                  "login_url": "https://x/login"},
     "request_account": {"organisation": "Example GmbH", "requester": _RECIPIENT, "authorise": True, "note": "Hi",

@@ -94,6 +94,7 @@ class Context:
     candidate: Candidate | None = None
     ticket: Ticket | None = None
     follows: Ticket | None = None  # a closed ticket this new one continues
+    split: Ticket | None = None  # the ticket an operator's #split made from this one
     reopen: bool = False
     decision: str = ""
     status_change: str | None = None

@@ -183,6 +183,16 @@ class TicketRepository:
         ) as cursor:
             return [ParticipantView(*values) for values in await cursor.fetchall()]
 
+    async def copy_members(self, from_ticket_id: int, to_ticket_id: int) -> None:
+        """The same participants (with their roles) and linked VMs in another ticket."""
+        now = iso(utc_now())
+        await self.conn.execute(
+            "INSERT OR IGNORE INTO participants (ticket_id, user_id, role, added_at)"
+            " SELECT ?, user_id, role, ? FROM participants WHERE ticket_id = ?", (to_ticket_id, now, from_ticket_id))
+        await self.conn.execute(
+            "INSERT OR IGNORE INTO ticket_vms (ticket_id, name, vm_id, flags, added_at)"
+            " SELECT ?, name, vm_id, flags, ? FROM ticket_vms WHERE ticket_id = ?", (to_ticket_id, now, from_ticket_id))
+
     async def link_vms(self, ticket_id: int, links: Iterable[tuple[str, int | None, tuple[str, ...]]]) -> None:
         """Link ``(name, vm_id, flags)``; a VM linked before keeps its first flags."""
         now = iso(utc_now())
@@ -233,6 +243,31 @@ class ArticleRepository:
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    async def last_customer_mail(self, ticket_id: int) -> int | None:
+        """The id of the ticket's latest article written by a customer."""
+        async with self.conn.execute(
+            "SELECT id FROM articles WHERE ticket_id = ? AND kind = 'mail' ORDER BY id DESC LIMIT 1", (ticket_id,)
+        ) as cursor:
+            values = await cursor.fetchone()
+        return values[0] if values else None
+
+    async def copy_to(self, article_id: int, ticket_id: int, flags: Sequence[str]) -> int:
+        """Copy an article with its attachments into another ticket; returns the copy's id."""
+        cursor = await self.conn.execute(
+            "INSERT INTO articles (ticket_id, inbox_id, author_id, author_address, author_status, kind, message_id,"
+            " subject, text, visible_text, html, flags, created_at) SELECT ?, NULL, author_id, author_address,"
+            " author_status, kind, NULL, subject, text, visible_text, html, ?, created_at FROM articles WHERE id = ?",
+            (ticket_id, json.dumps(list(flags)), article_id),
+        )
+        copy = cursor.lastrowid
+        assert copy is not None
+        await self.conn.execute(
+            "INSERT INTO article_attachments (article_id, sha256, name, content_type, size)"
+            " SELECT ?, sha256, name, content_type, size FROM article_attachments WHERE article_id = ? ORDER BY id",
+            (copy, article_id),
+        )
+        return copy
 
     async def set_flags(self, article_id: int, flags: Sequence[str]) -> None:
         await self.conn.execute("UPDATE articles SET flags = ? WHERE id = ?", (json.dumps(list(flags)), article_id))

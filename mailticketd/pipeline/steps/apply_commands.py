@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from mailticketd.directory.admin import DirectoryAdmin
 from mailticketd.directory.errors import AdminError
 from mailticketd.pipeline.context import Context
+from mailticketd.tickets.split import split_off
 
 STATUS_COMMANDS = {"#close": "closed", "#pending": "pending", "#open": "open"}
 # Requests of the ticket's organisation that operators carry out by mail, as the staff CLI would.
 DIRECTORY_COMMANDS = ("#primary", "#authorise", "#adduser", "#monitoring", "#left")
-VALID_COMMANDS = ("#note", "#close", "#pending", "#open", "#assign <operator>", "#primary <address>",
+VALID_COMMANDS = ("#note", "#close", "#pending", "#open", "#assign <operator>", "#split <subject>", "#primary <address>",
                   "#authorise <address>", "#adduser <address>", "#monitoring <address>", "#left <address>")
 
 
@@ -39,9 +40,12 @@ class ApplyCommands:
             ctx.flags.append("no-new-text-found")
             return
         status, assignee, unknown, directory = None, None, [], []
+        split: str | None = None
         for command, argument in commands:
             if command == "#note":
                 ctx.kind = "note"
+            elif command == "#split":
+                split = argument
             elif command in STATUS_COMMANDS and not argument:
                 status = STATUS_COMMANDS[command]
             elif command == "#assign" and argument.lower() in ctx.config.operators.addresses:
@@ -58,6 +62,13 @@ class ApplyCommands:
         if directory and not await _directory(ctx, directory):
             ctx.kind = "note"
             return
+        if split is not None:
+            ctx.split = await split_off(ctx.store, ctx.ticket, split, first_number=ctx.config.tickets.first_number)
+            if ctx.split is None:  # no customer mail to take along
+                ctx.unknown_commands = [f"#split {split}".strip()]
+                ctx.kind = "note"
+                return
+            ctx.flags.append(f"split-into:{ctx.split.number}")
         if assignee:
             await ctx.store.tickets.set_assignee(ctx.ticket.id, assignee)
             ctx.flags.append(f"assigned:{assignee}")

@@ -13,6 +13,7 @@ from mailticketd.pipeline.context import Context
 from mailticketd.pipeline.steps.apply_commands import VALID_COMMANDS
 from mailticketd.pipeline.steps.check_request import hints
 from mailticketd.outbox.mailer import AUTO_REPLIED, Letter
+from mailticketd.tickets.models import Ticket
 
 # Automatic answers to a sender, limited per address and hour (DESIGN §4).
 AUTOMATIC_KINDS = ("ack", "command-error", "notice")
@@ -42,11 +43,11 @@ class PlanNotifications:
                 await _copy_primary_contact(ctx, ticket)
 
 
-async def _send(ctx: Context, letter: Letter) -> None:
+async def _send(ctx: Context, letter: Letter, ticket: Ticket | None = None) -> None:
     # An operator's own Message-ID (it names their mail host) never reaches customers.
     in_reply_to = None if ctx.operator else ctx.mail.message_id
-    await ctx.services.mailer.send(ctx.store, letter, now=ctx.now, ticket=ctx.ticket, in_reply_to=in_reply_to,
-                                   thread_index=ctx.mail.header("thread-index"))
+    await ctx.services.mailer.send(ctx.store, letter, now=ctx.now, ticket=ticket or ctx.ticket,
+                                   in_reply_to=in_reply_to, thread_index=ctx.mail.header("thread-index"))
 
 
 async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> None:
@@ -138,6 +139,12 @@ async def _from_operator(ctx: Context, ticket: dict[str, Any]) -> None:
             context = {"ticket": ticket, "recipient": _person(user), "status": ctx.status_change,
                        "reopen_days": int(ctx.config.tickets.reopen_window_days)}
             await _send(ctx, Letter("status", "status", user.address, context, _language(ctx, user), user.name))
+    if ctx.split is not None:  # the customers learn the new ticket's tag in a mail of its thread
+        new = ctx.services.mailer.ticket_context(ctx.split, ticket["organisation"])
+        for user in customers:
+            context = {"ticket": new, "from_ticket": ticket, "recipient": _person(user)}
+            await _send(ctx, Letter("split", "split", user.address, context, _language(ctx, user), user.name),
+                        ctx.split)
 
 
 async def _customers(ctx: Context) -> list[User]:
