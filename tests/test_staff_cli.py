@@ -33,6 +33,7 @@ def config_file(tmp_path: Path) -> Path:
         path.write_text(f'[storage]\ndatabase = "{tmp_path / "mailticketd.sqlite3"}"\n'
                         f'[outbound]\nmaildir = "{tmp_path / "maildir"}"\n'
                         '[mail]\naddresses = ["support@example.net", "helpdesk@example.net"]\n', encoding="utf-8")
+        assert cli("--config", str(path), "migrate").returncode == 0  # staff commands never create a database
     return path
 
 
