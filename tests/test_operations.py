@@ -260,7 +260,7 @@ def test_the_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
                    "PrivateTmp=yes", "RestrictAddressFamilies=", "/etc/mailticketd/mailticketd.toml"):
         assert option in text
     unit = tmp_path / "mailticketd.service"
-    unit.write_text(text.replace("/opt/mailticketd/.venv/bin/mailticketd", str(ROOT / ".venv" / "bin" / "mailticketd")),
+    unit.write_text(text.replace("/opt/mailticketd/venv/bin/mailticketd", str(ROOT / ".venv" / "bin" / "mailticketd")),
                     encoding="utf-8")
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -21,14 +21,17 @@ def hand_over(config: Config, *, maildir: bool = False) -> None:
     if os.geteuid() != 0:
         return
     database = config.storage.database
+    state = config.storage.state_directory
+    home = state if database.is_relative_to(state) else database.parent
     try:
-        owner = database.parent.stat()
+        owner = home.stat()
     except OSError:
         return
     if owner.st_uid == 0:
         return  # a root-owned state directory: nothing to hand over
-    paths = [database.parent / name for name in
-             (database.name, f"{database.name}-wal", f"{database.name}-shm", f"{database.name}.lock", SECRET_FILE)]
+    paths = [folder for folder in database.parents if folder.is_relative_to(home) and folder != home]
+    paths += [database.parent / name for name in
+              (database.name, f"{database.name}-wal", f"{database.name}-shm", f"{database.name}.lock", SECRET_FILE)]
     if maildir:
         paths += _tree(config.outbound.maildir)
     for path in paths:
