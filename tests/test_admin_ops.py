@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import SUPPORT, free_port, make_mail
 from tests.process import ROOT, DaemonProcess, cli, write_config
 
@@ -157,3 +159,16 @@ def test_send_test_refuses_a_bad_address_and_the_desks_own(tmp_path: Path) -> No
         result = cli("--config", str(config), "send-test", address)
         assert result.returncode == 2 and says in result.stderr, (address, result.stderr)
     assert not (tmp_path / "maildir").exists()
+
+
+def test_the_test_set_up_leaves_no_system_postfix_on_port_25() -> None:
+    """After ``make test``'s set-up (Postfix installed), nothing listens on port 25: the tests use private instances."""
+    if not Path("/usr/sbin/postfix").exists():
+        pytest.skip("no Postfix installed here: nothing that could listen")
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as probe:
+            probe.settimeout(2)
+            try:
+                assert probe.connect_ex((host, 25)) != 0, f"something listens on {host} port 25"
+            except OSError:
+                pass  # no IPv6 here

@@ -229,3 +229,37 @@ def test_the_wheel_carries_the_templates_and_no_test_tools(tmp_path: Path) -> No
     assert {"mailticketd/defaults.toml", "mailticketd/storage/migrations/0001_initial.sql"} <= names
     assert not [name for name in names if name.startswith(("tests/", "bench/"))]
     assert not [name for name in names if re.search(r"\.sqlite3|/var/", name)]
+
+
+def test_the_readme_try_out_works_when_pasted_as_it_stands(tmp_path: Path) -> None:
+    """The README's "Try it" block, run in a clean copy (``make run &`` building .venv first), shows the ticket and
+    the acknowledgement."""
+    for tool in ("make", "swaks"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: `make test` installs it")
+    if Path("/etc/mailticketd/mailticketd.toml").exists():
+        pytest.skip("this machine has a production config, which the try-out would read")
+    for port in (2525, 8025):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is in use (a daemon of `make run`?)")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- try-it: begin -->", 1)[1].split("<!-- try-it: end -->", 1)[0]
+    block = block.strip().removeprefix("```sh").removesuffix("```")
+    source = clean_copy(tmp_path / "checkout")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MAILTICKETD_", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(part for part in env["PATH"].split(os.pathsep) if "/.venv/" not in part)
+    output, errors = tmp_path / "stdout", tmp_path / "stderr"  # files: the daemon in the background keeps them open
+    with output.open("wb") as out_file, errors.open("wb") as err_file:
+        shell = subprocess.Popen(["bash", "-c", f"set -e\n{block}"], cwd=source, env=env, start_new_session=True,
+                                 stdout=out_file, stderr=err_file)
+    try:
+        code = shell.wait(timeout=900)
+    finally:
+        os.killpg(shell.pid, 15)  # the `make run &` daemon of the pasted block
+        time.sleep(1)
+    out = output.read_text(encoding="utf-8")
+    assert code == 0, errors.read_text(encoding="utf-8")
+    assert "[MH#10000]" in out and "anna@example.com" in out, out
+    delivered = [path.read_text(encoding="utf-8") for path in (source / "var" / "maildir" / "new").iterdir()]
+    assert any("Delivered-To: anna@example.com" in mail and "/verify/" in mail for mail in delivered), delivered
