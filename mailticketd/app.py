@@ -14,6 +14,7 @@ import structlog
 from mailticketd import __version__
 from mailticketd.clock import utc_now
 from mailticketd.config import Config, load_config
+from mailticketd.daemon_lock import DatabaseLock
 from mailticketd.health import health_report
 from mailticketd.inbox.worker import InboxWorker
 from mailticketd.metrics import Metrics
@@ -27,7 +28,8 @@ from mailticketd.services import check_start_up
 from mailticketd.smtp.handler import InboundHandler
 from mailticketd.smtp.server import SmtpListener, start_smtp_server
 from mailticketd.storage import Database
-from mailticketd.systemd import notify
+from mailticketd.logs import set_level
+from mailticketd.systemd import NotifyError, notify
 from mailticketd.tickets.tokens import load_signer
 from mailticketd.web import build_web_server
 from mailticketd.web.operations import Operations
@@ -37,7 +39,7 @@ log = structlog.get_logger("mailticketd")
 
 # Settings a reload cannot change: they are bound to sockets and files that stay open.
 _NEEDS_RESTART = (("smtp", "host"), ("smtp", "port"), ("http", "host"), ("http", "port"), ("http", "base_url"),
-                  ("storage", "database"))
+                  ("storage", "database"), ("log", "format"))
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Daemon:
         parts = _Parts.build(config)
         self.pipeline, self.services = parts.pipeline, parts.services
         self.db = Database(config.storage.database, busy_timeout=config.storage.busy_timeout)
+        self.lock = DatabaseLock(config.storage.database)
         self.delivery = DeliveryWorker(self.db, config, make_transport(config.outbound), metrics=self.metrics)
         self.delivery.on_failed = failure_reporter(self.db, config, self.services.mailer, self.delivery.wake)
         self.worker = InboxWorker(self.db, config, self.pipeline, self.services, on_committed=self.delivery.wake,
@@ -90,15 +93,19 @@ class Daemon:
                                    delivery_stopped=stopped.report() if stopped else None)
 
     async def start(self) -> None:
-        await self.db.open()
+        """Take the database's lock, open it, start the listeners; on any failure undo all of it and raise."""
+        self.lock.acquire()  # before the first write: a second daemon refuses here (AlreadyRunning)
         try:
+            await self.db.open()
             self._smtp = await start_smtp_server(self.handler)
             await self.web.start()
         except BaseException:
             if self._smtp is not None:
                 await self._smtp.close(0)
                 self._smtp = None
+            await self.web.stop()
             await self.db.close()
+            self.lock.release()
             raise
         self._tasks = [asyncio.create_task(self.worker.run(), name="inbox-worker"),
                        asyncio.create_task(self.delivery.run(), name="delivery-worker")]
@@ -117,6 +124,7 @@ class Daemon:
         await asyncio.gather(*self._tasks)
         self._tasks = []
         await self.db.close()
+        self.lock.release()
         log.info("daemon.stopped")
 
     def reload(self, config: Config) -> list[str]:
@@ -148,31 +156,43 @@ async def serve(config: Config, config_file: Path | None = None) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_file`` and the templates."""
     daemon = Daemon(config)
     await daemon.start()
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(daemon, config_file))
-    watchdog = asyncio.create_task(_watchdog(daemon), name="watchdog")
-    notify("READY=1")
-    try:
+    watchdog: asyncio.Task[None] | None = None
+    try:  # from here on, whatever fails (e.g. an unreachable NOTIFY_SOCKET) closes the listeners first
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(daemon, config_file))
+        notify("READY=1")
+        watchdog = asyncio.create_task(_watchdog(daemon), name="watchdog")
         await stopping.wait()
         log.info("daemon.stopping")
-        notify("STOPPING=1")
+        _tell_systemd("STOPPING=1")
     finally:
-        watchdog.cancel()
+        if watchdog is not None:
+            watchdog.cancel()
         await daemon.stop()
 
 
+def _tell_systemd(state: str) -> None:
+    """Notify systemd while running: a lost message is logged, never a reason to stop serving mail."""
+    try:
+        notify(state)
+    except NotifyError as error:
+        log.error("daemon.notify_failed", state=state, error=str(error))
+
+
 def _reload(daemon: Daemon, config_file: Path | None) -> None:
-    notify("RELOADING=1")
+    _tell_systemd("RELOADING=1")
     try:
         restart = daemon.reload(load_config(config_file))
     except Exception as error:  # a bad new config or template: keep running on the old one
         log.error("daemon.reload_refused", error=str(error), config=str(config_file or "embedded defaults"))
     else:
-        log.info("daemon.reloaded", config=daemon.config.source, needs_restart=restart)
-    notify("READY=1")
+        set_level(daemon.config.log.level)
+        log.info("daemon.reloaded", config=daemon.config.source, needs_restart=restart,
+                 log_level=daemon.config.log.level)
+    _tell_systemd("READY=1")
 
 
 async def _watchdog(daemon: Daemon) -> None:
@@ -184,7 +204,7 @@ async def _watchdog(daemon: Daemon) -> None:
     while True:
         report = await daemon.health()
         if report["database"]["ok"]:
-            notify("WATCHDOG=1")
+            _tell_systemd("WATCHDOG=1")
         else:
             log.error("daemon.unhealthy", report=report)
         await asyncio.sleep(interval)

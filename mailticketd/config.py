@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 CONFIG_ENV = "MAILTICKETD_CONFIG"
+SYSTEM_CONFIG = Path("/etc/mailticketd/mailticketd.toml")
 LANGUAGES = ("de", "en")
 TRANSPORTS = ("maildir", "smtp")
 RELAY_SECURITY = ("auto", "none", "starttls", "tls")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# An installed package carries its templates inside it; a checkout keeps them in its top-level templates/.
+_PACKAGE = Path(__file__).resolve().parent
+DEFAULT_TEMPLATES = _PACKAGE / "templates" if (_PACKAGE / "templates").is_dir() else _PACKAGE.parent / "templates"
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 
@@ -110,6 +114,7 @@ class InboxConfig:
 class StorageConfig:
     database: Path
     busy_timeout: float
+    state_directory: Path
 
 
 @dataclass(frozen=True)
@@ -198,22 +203,27 @@ def load_defaults() -> dict[str, dict[str, Any]]:
     return tomllib.loads(text)
 
 
-def config_path(explicit: str | None) -> Path | None:
-    """The file to read: ``--config``, else ``$MAILTICKETD_CONFIG``, else none (embedded defaults)."""
+def config_path(explicit: str | None, system: Path = SYSTEM_CONFIG) -> Path | None:
+    """The file to read: ``--config``, else ``$MAILTICKETD_CONFIG``, else ``system`` if it exists, else none
+    (the embedded defaults)."""
     chosen = explicit or os.environ.get(CONFIG_ENV) or None
-    return Path(chosen) if chosen else None
+    if chosen:
+        return Path(chosen)
+    return system if system.exists() else None
 
 
 def load_config(path: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
     """Build the configuration from defaults, the site file at ``path`` and ``overrides``."""
     values = load_defaults()
     source = "embedded defaults"
+    base = Path.cwd()  # with no file, relative paths are the current folder's (``make run``)
     if path is not None:
         source = str(path)
         _merge(values, _read_toml(path), source)
+        base = path.absolute().parent
     if overrides:
         _merge(values, overrides, "overrides")
-    return _build(values, source)
+    return _build(values, source, base)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -262,9 +272,15 @@ def _checked(value: Any, default: Any, source: str, name: str) -> Any:
     return value
 
 
-def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
+def _build(v: dict[str, dict[str, Any]], source: str, base: Path) -> Config:
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(source, key, problem)
+
+    # Relative paths mean the same file to the daemon and to the CLI, wherever either was started.
+    state = base / Path(v["storage"]["state_directory"]).expanduser()
+
+    def place(value: str) -> Path:
+        return state / Path(value).expanduser()
 
     smtp_host, smtp_port = _listen(v["smtp"]["listen"], fail("[smtp] listen", "expected host:port"))
     http_host, http_port = _listen(v["http"]["listen"], fail("[http] listen", "expected host:port"))
@@ -331,8 +347,8 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
             max_connections_per_client=v["smtp"]["max_connections_per_client"],
             idle_timeout=v["smtp"]["idle_timeout"], busy_idle_timeout=v["smtp"]["busy_idle_timeout"],
             max_session_time=v["smtp"]["max_session_time"], max_idle_commands=v["smtp"]["max_idle_commands"],
-            spool_threshold=v["smtp"]["spool_threshold"], spool_directory=_path(v["smtp"]["spool_directory"]),
-            tls_certificate=_path(v["smtp"]["tls_certificate"]), tls_key=_path(v["smtp"]["tls_key"]),
+            spool_threshold=v["smtp"]["spool_threshold"], spool_directory=_path(v["smtp"]["spool_directory"], place),
+            tls_certificate=_path(v["smtp"]["tls_certificate"], place), tls_key=_path(v["smtp"]["tls_key"], place),
             require_tls=v["smtp"]["require_tls"],
         ),
         mail=MailConfig(
@@ -340,14 +356,15 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
             vm_scheme=v["mail"]["vm_scheme"], organisation_name=" ".join(v["mail"]["organisation_name"].split()),
             default_language=v["mail"]["default_language"], register_cc=v["mail"]["register_cc"],
             from_name=v["mail"]["from_name"], token_secrets=tuple(v["mail"]["token_secrets"]),
-            templates=Path(v["mail"]["templates"]) if v["mail"]["templates"] else DEFAULT_TEMPLATES,
+            templates=_templates_folder(v, place, fail),
         ),
         tickets=TicketsConfig(**v["tickets"]),
         notify=NotifyConfig(**v["notify"]),
         inbox=InboxConfig(**v["inbox"]),
-        storage=StorageConfig(database=Path(v["storage"]["database"]), busy_timeout=v["storage"]["busy_timeout"]),
-        outbound=OutboundConfig(**(v["outbound"] | {"maildir": Path(v["outbound"]["maildir"])})),
-        http=HttpConfig(host=http_host, port=http_port, base_url=v["http"]["base_url"].rstrip("/"),
+        storage=StorageConfig(database=place(v["storage"]["database"]), busy_timeout=v["storage"]["busy_timeout"],
+                              state_directory=state),
+        outbound=OutboundConfig(**(v["outbound"] | {"maildir": place(v["outbound"]["maildir"])})),
+        http=HttpConfig(host=http_host, port=http_port, base_url=_base_url(v["http"]["base_url"], fail),
                         **{key: value for key, value in v["http"].items() if key not in ("listen", "base_url")}),
         operators=OperatorsConfig(
             addresses=_addresses(v["operators"]["addresses"], fail, "[operators] addresses"),
@@ -359,8 +376,25 @@ def _build(v: dict[str, dict[str, Any]], source: str) -> Config:
     )
 
 
-def _path(value: str) -> Path | None:
-    return Path(value) if value else None
+def _path(value: str, place: Any) -> Path | None:
+    """A configured file or folder, relative ones like every other path; None when not set."""
+    return Path(place(value)) if value else None
+
+
+def _templates_folder(v: dict[str, dict[str, Any]], place: Any, fail: Any) -> Path:
+    """``[templates] folder``, else the older ``[mail] templates``, else the templates shipped with the package."""
+    folder, legacy = v["templates"]["folder"], v["mail"]["templates"]
+    if folder and legacy and folder != legacy:
+        raise fail("[mail] templates", "replaced by [templates] folder; set only that one")
+    chosen = folder or legacy
+    return Path(place(chosen)) if chosen else DEFAULT_TEMPLATES
+
+
+def _base_url(value: str, fail: Any) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise fail("[http] base_url", f"must be an absolute http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
 
 
 def _listen(value: str, error: ConfigError) -> tuple[str, int]:

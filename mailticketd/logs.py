@@ -97,7 +97,12 @@ def setup_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None 
     handler.addFilter(RepeatLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    set_level(level)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+
+
+def set_level(level: str) -> None:
+    """Log from ``level`` up (``debug``, ``info``, ``warning``, ``error``); also what SIGHUP applies."""
+    logging.getLogger().setLevel(level.upper())

@@ -32,10 +32,10 @@ def write_config(tmp_path: Path, extra: str = "", *, http_port: int = 0,
     return path, port
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m mailticketd ARGS`` and capture its output."""
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mailticketd ARGS`` (in this checkout's folder, unless ``cwd``) and capture its output."""
     return subprocess.run([sys.executable, "-m", "mailticketd", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=60)
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=60)
 
 
 class DaemonProcess:

@@ -5,8 +5,10 @@
 # `systemd-analyze verify`.  Does nothing, silently, when all are installed; otherwise installs
 # the missing ones non-interactively (one `apt-get update`) and prints apt's output only if that fails.
 #
-# The system's own Postfix is configured "Local only" (loopback, no relaying), so a CI
-# machine does not become a mail server; the tests never use it.
+# The system's own Postfix is configured "Local only" (loopback, no relaying) and is never left
+# running: a policy-rc.d keeps the package from starting it during the install, and afterwards
+# it is disabled and stopped, so no system Postfix listens on port 25.  The tests only run
+# private Postfix instances (tests/mta.py) and never use the system one.
 set -euo pipefail
 
 packages=(postfix swaks chromium chromium-driver systemd)
@@ -35,7 +37,17 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+policy=/usr/sbin/policy-rc.d
+cleanup() {
+    rm -f "$log"
+    if [ -n "${own_policy:-}" ]; then "${as_root[@]}" rm -f "$policy"; fi
+}
+trap cleanup EXIT
+if [ ! -e "$policy" ]; then  # exit 101: "do not start services" for the packages installed now
+    printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee "$policy" >/dev/null
+    "${as_root[@]}" chmod 0755 "$policy"
+    own_policy=1
+fi
 apt_get=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q)
 if ! {
     printf '%s\n' \
@@ -49,3 +61,14 @@ if ! {
     echo "setup-system: installing ${missing[*]} failed" >&2
     exit 1
 fi
+
+# Whatever started it anyway (an existing policy-rc.d that allows it): the system Postfix stays off.
+for package in "${missing[@]}"; do
+    [ "$package" = postfix ] || continue
+    if [ -d /run/systemd/system ]; then
+        "${as_root[@]}" systemctl disable --now postfix.service >/dev/null 2>&1 || true
+    else
+        "${as_root[@]}" systemctl disable postfix.service >/dev/null 2>&1 || true
+        "${as_root[@]}" postfix stop >/dev/null 2>&1 || true
+    fi
+done

@@ -87,7 +87,82 @@ async def test_ticket_show_text_and_unknown_number(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert missing.stderr.strip() == "mailticketd: no ticket with number 424242"
     bad = cli("--config", str(config_file(tmp_path)), "ticket", "show", "abc")
-    assert bad.returncode == 2 and "'abc' is not a number" in bad.stderr
+    assert bad.returncode == 2 and "'abc' is not a ticket number or tag" in bad.stderr
+
+
+async def test_ticket_show_takes_the_subject_tag_as_well_as_the_number(tmp_path: Path) -> None:
+    """``ticket show '[MH#10000]'`` and ``MH#10000`` show ticket 10000; another desk's tag is refused by name."""
+    await populate(tmp_path)
+    for reference in ("[MH#10000]", "mh#10000", "10000"):
+        shown = cli("ticket", "show", reference, "--json", "--config", str(config_file(tmp_path)))
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["subject"] == "Server down"
+    other = cli("--config", str(config_file(tmp_path)), "ticket", "show", "[XY#10000]")
+    assert other.returncode == 1 and "'XY#10000' is not a tag of this desk" in other.stderr
+
+
+async def test_ticket_show_gives_a_vms_inventory_state_of_now(tmp_path: Path) -> None:
+    """A VM unknown when the mail came shows its organisation once it is in the inventory; the old flag stays."""
+    async with Daemon(make_config(tmp_path)) as daemon:
+        async with daemon.db.transaction() as store:
+            await store.organisations.create("Customer GmbH")
+        await send(daemon.smtp_port, make_mail("eve@elsewhere.example", body="de-xx-srv-4711 is slow"))
+        await settle(daemon)
+    before = json.loads(cli("--config", str(config_file(tmp_path)), "ticket", "show", "10000", "--json").stdout)
+    assert before["vms"] == [{"name": "de-xx-srv-4711", "organisation": None, "flags": ["unknown"]}]
+    added = cli("--config", str(config_file(tmp_path)), "--actor", "alice", "vm", "add", "de-xx-srv-4711",
+                "Customer GmbH")
+    assert added.returncode == 0, added.stderr
+    after = json.loads(cli("--config", str(config_file(tmp_path)), "ticket", "show", "10000", "--json").stdout)
+    assert after["vms"] == [{"name": "de-xx-srv-4711", "organisation": "Customer GmbH", "flags": ["unknown"]}]
+    text = cli("--config", str(config_file(tmp_path)), "ticket", "show", "10000").stdout
+    assert "organisation: the inventory now; flags: when the mail came" in text
+
+
+def test_no_arguments_list_every_command_with_a_description() -> None:
+    """``mailticketd`` alone prints each command with a line saying what it does; each ``--help`` describes itself."""
+    result = cli()
+    assert result.returncode == 2
+    listed = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("    ")}
+    for command in ("serve", "migrate", "status", "tickets", "ticket", "org", "user", "vm", "audit"):
+        assert command in listed, result.stdout
+    assert "create the database if there is none" in result.stdout
+    for command in (["ticket", "show"], ["user", "add"], ["status"], ["migrate"], ["inbox", "retry"]):
+        helped = cli(*command, "--help")
+        assert helped.returncode == 0
+        description = helped.stdout.split("\n\n")[1]
+        assert not description.startswith(("positional", "options")), (command, helped.stdout)
+
+
+async def test_commands_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
+    """A staff command on a missing database creates nothing and says how to make one; ``migrate`` makes it."""
+    path = config_file(tmp_path)
+    database = tmp_path / "mailticketd.sqlite3"
+    missing = cli("tickets", "--config", str(path))
+    assert missing.returncode == 1
+    assert f"no database at {database}" in missing.stderr and "mailticketd migrate" in missing.stderr
+    assert not database.exists()
+    created = cli("migrate", "--json", "--config", str(path))
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["created"] is True and database.exists()
+    again = cli("migrate", "--json", "--config", str(path))
+    assert json.loads(again.stdout)["created"] is False
+    assert cli("tickets", "--json", "--config", str(path)).stdout.strip() == "[]"
+
+
+def test_relative_paths_mean_the_same_files_wherever_the_cli_runs(tmp_path: Path) -> None:
+    """Relative paths in a config are the state directory's (else the config folder's), not the current folder's."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "site.toml").write_text('[storage]\ndatabase = "desk.sqlite3"\n', encoding="utf-8")
+    (etc / "state.toml").write_text(f'[storage]\ndatabase = "var/desk.sqlite3"\n'
+                                    f'state_directory = "{tmp_path / "state"}"\n', encoding="utf-8")
+    assert cli("--config", str(etc / "site.toml"), "migrate").returncode == 0
+    assert (etc / "desk.sqlite3").exists()
+    assert cli("--config", str(etc / "state.toml"), "migrate").returncode == 0
+    assert (tmp_path / "state" / "var" / "desk.sqlite3").exists()
+    elsewhere = cli("--config", "site.toml", "tickets", cwd=etc)  # a relative --config, another folder
+    assert elsewhere.returncode == 0, elsewhere.stderr
 
 
 async def test_users_json(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ def test_embedded_defaults_match_the_design() -> None:
     """With no file: SQLite under ./var/, SMTP on 127.0.0.1:2525, HTTP on 127.0.0.1:8025, maildir outbound."""
     config = load_config(None)
     assert config.source == "embedded defaults"
-    assert str(config.storage.database).startswith("var/")
+    assert config.storage.database == Path.cwd() / "var" / "mailticketd.sqlite3"
     assert (config.smtp.host, config.smtp.port) == ("127.0.0.1", 2525)
     assert (config.http.host, config.http.port) == ("127.0.0.1", 8025)
-    assert config.outbound.transport == "maildir" and str(config.outbound.maildir).startswith("var/")
+    assert config.outbound.transport == "maildir" and config.outbound.maildir == Path.cwd() / "var" / "maildir"
     assert config.mail.default_language == "de"
     assert config.mail.vm_pattern.fullmatch("de-fr-srv-0815")
 
@@ -43,6 +43,9 @@ def test_site_file_overrides_defaults(tmp_path: Path) -> None:
     ("[outbound]\ntransport = \"smtp\"\n", "[outbound] relay", 'is needed when transport = "smtp"'),
     ("[smtp]\nlisten = \"localhost\"\n", "[smtp] listen", "expected host:port"),
     ("[smtp\n", "(file)", "is not valid TOML"),
+    ("[http]\nbase_url = \"desk.example.net\"\n", "[http] base_url", "must be an absolute http:// or https:// URL"),
+    ("[http]\nbase_url = \"ftp://desk.example.net\"\n", "[http] base_url", "must be an absolute http"),
+    ("[templates]\nfolder = \"a\"\n[mail]\ntemplates = \"b\"\n", "[mail] templates", "replaced by [templates] folder"),
 ])
 def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
     """Each mistake is reported with the file, the key and what is wrong with it."""
@@ -55,13 +58,29 @@ def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, key: st
     assert problem in error.value.problem
 
 
-def test_config_path_prefers_the_option_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--config`` wins over ``MAILTICKETD_CONFIG``; with neither, the embedded defaults are used."""
+def test_config_path_prefers_the_option_then_the_environment_then_etc(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """``--config`` wins over ``MAILTICKETD_CONFIG``, that over /etc/mailticketd/mailticketd.toml; with none, the
+    embedded defaults are used."""
+    system = tmp_path / "mailticketd.toml"
     monkeypatch.setenv("MAILTICKETD_CONFIG", "/etc/from-env.toml")
-    assert config_path("/etc/explicit.toml") == Path("/etc/explicit.toml")
-    assert config_path(None) == Path("/etc/from-env.toml")
+    assert config_path("/etc/explicit.toml", system) == Path("/etc/explicit.toml")
+    assert config_path(None, system) == Path("/etc/from-env.toml")
     monkeypatch.delenv("MAILTICKETD_CONFIG")
-    assert config_path(None) is None
+    assert config_path(None, system) is None
+    system.write_text("", encoding="utf-8")
+    assert config_path(None, system) == system
+    assert config_path(None) == Path("/etc/mailticketd/mailticketd.toml") or not Path("/etc/mailticketd").exists()
+
+
+def test_templates_folder_and_its_older_key_are_relative_to_the_state_directory(tmp_path: Path) -> None:
+    """``[templates] folder`` points at a site's own copy; the older ``[mail] templates`` still works the same."""
+    from mailticketd.config import DEFAULT_TEMPLATES
+    (tmp_path / "new.toml").write_text('[templates]\nfolder = "site-templates"\n', encoding="utf-8")
+    (tmp_path / "old.toml").write_text('[mail]\ntemplates = "site-templates"\n', encoding="utf-8")
+    assert load_config(tmp_path / "new.toml").mail.templates == tmp_path / "site-templates"
+    assert load_config(tmp_path / "old.toml").mail.templates == tmp_path / "site-templates"
+    assert load_config(None).mail.templates == DEFAULT_TEMPLATES and (DEFAULT_TEMPLATES / "de" / "ack.txt").exists()
 
 
 def test_serve_with_an_unreadable_file_stops_with_one_clear_line(tmp_path: Path) -> None:

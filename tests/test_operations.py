@@ -124,10 +124,10 @@ async def test_backup_is_a_consistent_copy_while_the_daemon_runs(tmp_path: Path)
 def test_a_newer_database_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     """A database written by a newer mailticketd stops start-up and the CLI with its version in the message."""
     config, _ = write_config(tmp_path)
-    assert cli("--config", str(config), "tickets").returncode == 0  # creates and migrates
+    assert cli("--config", str(config), "migrate").returncode == 0  # creates and migrates
     with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
         conn.execute("PRAGMA user_version = 99")
-    for command in (["tickets"], ["serve"]):
+    for command in (["tickets"], ["serve"], ["migrate"]):
         result = cli("--config", str(config), *command)
         assert result.returncode == 1
         assert "database schema version 99 is newer than this mailticketd knows" in result.stderr
@@ -137,7 +137,7 @@ def test_concurrent_first_starts_migrate_once(tmp_path: Path) -> None:
     """Several processes opening a new database at once migrate it under the lock, once, without errors."""
     config, _ = write_config(tmp_path)
     import sys
-    processes = [subprocess.Popen([sys.executable, "-m", "mailticketd", "--config", str(config), "tickets", "--json"],
+    processes = [subprocess.Popen([sys.executable, "-m", "mailticketd", "--config", str(config), "migrate", "--json"],
                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(4)]
     results = [process.communicate(timeout=60) for process in processes]
@@ -163,9 +163,11 @@ def test_status_shows_health_and_the_running_daemons_counters(tmp_path: Path) ->
         daemon.terminate()
     assert text.returncode == 0, text.stderr
     assert "health: OK" in text.stdout and "mailticketd_smtp_accepted_total 1" in text.stdout
-    assert report["ok"] is True and report["daemon"]["reachable"] is True
+    assert report["ok"] is True and report["daemon"]["reachable"] is True and report["state"] == "ok"
     assert report["daemon"]["counters"]["mailticketd_smtp_accepted_total"] == 1.0
     stopped = cli("--config", str(config), "status")
+    assert stopped.returncode == 2, stopped.stdout  # Nagios CRITICAL: a monitoring check sees the daemon down
+    assert stopped.stdout.startswith("health: CRITICAL: daemon not reachable")
     assert "daemon: not reachable" in stopped.stdout
 
 
@@ -258,7 +260,7 @@ def test_the_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
                    "PrivateTmp=yes", "RestrictAddressFamilies=", "/etc/mailticketd/mailticketd.toml"):
         assert option in text
     unit = tmp_path / "mailticketd.service"
-    unit.write_text(text.replace("/opt/mailticketd/.venv/bin/mailticketd", str(ROOT / ".venv" / "bin" / "mailticketd")),
+    unit.write_text(text.replace("/opt/mailticketd/venv/bin/mailticketd", str(ROOT / ".venv" / "bin" / "mailticketd")),
                     encoding="utf-8")
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -33,6 +33,7 @@ def config_file(tmp_path: Path) -> Path:
         path.write_text(f'[storage]\ndatabase = "{tmp_path / "mailticketd.sqlite3"}"\n'
                         f'[outbound]\nmaildir = "{tmp_path / "maildir"}"\n'
                         '[mail]\naddresses = ["support@example.net", "helpdesk@example.net"]\n', encoding="utf-8")
+        assert cli("--config", str(path), "migrate").returncode == 0  # staff commands never create a database
     return path
 
 
@@ -523,6 +524,7 @@ def test_the_desks_own_addresses_cannot_become_customers(tmp_path: Path) -> None
     config.write_text(f'[storage]\ndatabase = "{tmp_path / "db.sqlite3"}"\n'
                       '[mail]\naddresses = ["support@example.net"]\n[operators]\naddresses = ["op@provider.example"]\n',
                       encoding="utf-8")
+    assert run("--config", str(config), "migrate").returncode == 0
     assert run("--config", str(config), "org", "create", "Kunde GmbH", "--commercial", "a@kunde.example",
                "--technical", "b@kunde.example").returncode == 0
     for address in ("Support+x@example.net", "op@provider.example"):

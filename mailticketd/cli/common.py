@@ -43,3 +43,10 @@ def date_argument(text: str) -> date:
 def emit(args: argparse.Namespace, data: Any, table: Callable[[], str]) -> None:
     """JSON for scripts with ``--json``, else the table for people."""
     print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else table())
+
+
+def require_database(config: Config) -> None:
+    """Refuse to work on a database that is not there: a wrong config or folder would make a new, empty one."""
+    if not config.storage.database.exists():
+        raise CommandError(f"no database at {config.storage.database} (config: {config.source}); "
+                           "`mailticketd migrate` creates a new one, and so does `mailticketd serve`")

@@ -1,9 +1,10 @@
-"""Commands for admins: ``serve``, ``status``, ``check-config``, ``send-test``, ``backup``."""
+"""Commands for admins: ``serve``, ``migrate``, ``status``, ``check-config``, ``send-test``, ``backup``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -11,42 +12,61 @@ from pathlib import Path
 from typing import Any
 
 from mailticketd.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, CommandError, Handler, emit
-from mailticketd.clock import utc_now
+from mailticketd.cli.ownership import hand_over
+from mailticketd.cli.production import production_warnings
+from mailticketd.clock import iso, utc_now
 from mailticketd.config import Config, config_path
 from mailticketd.storage import Database, SchemaTooNew
 
+# Nagios plugin exit codes: `status` doubles as a monitoring check.
+STATUS_OK, STATUS_WARNING, STATUS_CRITICAL = 0, 1, 2
+_STATE_NAMES = {STATUS_OK: "OK", STATUS_WARNING: "WARNING", STATUS_CRITICAL: "CRITICAL"}
+_ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]+$")
+
 
 def add_parsers(commands: Any, json_flag: argparse.ArgumentParser) -> dict[tuple[str, str | None], Handler]:
-    commands.add_parser("serve", help="run the daemon")
-    commands.add_parser("check-config", help="check the config file and the templates; non-zero on a fault")
+    commands.add_parser("serve", help="run the daemon (creates the database if there is none)")
+    commands.add_parser("migrate", parents=[json_flag],
+                        help="create the database if there is none and bring its schema up to date")
+    check = commands.add_parser("check-config", help="check the config file and the templates; non-zero on a fault")
+    check.add_argument("--production", action="store_true",
+                       help="also refuse development values (localhost addresses, a loopback base_url, no "
+                            "operators, the maildir transport)")
     send_test = commands.add_parser("send-test", help="send one test mail through the configured transport")
-    send_test.add_argument("address")
-    commands.add_parser("status", parents=[json_flag], help="health and counters, as /healthz and /metrics")
+    send_test.add_argument("address", help="the recipient (not one of the desk's own addresses)")
+    commands.add_parser("status", parents=[json_flag],
+                        help="health and counters, as /healthz and /metrics; Nagios exit codes 0 OK, "
+                             "1 WARNING, 2 CRITICAL")
     backup = commands.add_parser("backup", parents=[json_flag], help="a consistent copy of the live database")
     backup.add_argument("file", type=Path)
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
-    return {("status", None): _status, ("backup", None): _backup}
+    return {("backup", None): _backup}
 
 
 def run_standalone(args: argparse.Namespace, config: Config) -> int | None:
-    """The commands that need no database of their own; None for any other command."""
+    """The commands that open (or create) the database their own way; None for any other command."""
     if args.command == "serve":
         return _serve(config, config_path(args.config))
     if args.command == "check-config":
-        return _check_config(config)
+        return _check_config(config, args.production)
     if args.command == "send-test":
-        return asyncio.run(_send_test(config, args.address))
+        return _send_test(config, args.address)
+    if args.command == "migrate":
+        return _migrate(args, config)
+    if args.command == "status":
+        return _status(args, config)
     return None
 
 
 def _serve(config: Config, config_file: Path | None) -> int:
     from mailticketd.app import serve
+    from mailticketd.daemon_lock import AlreadyRunning
     from mailticketd.logs import setup_logging
 
     setup_logging(config.log.format, config.log.level)
     try:
         asyncio.run(serve(config, config_file))
-    except SchemaTooNew as error:
+    except (SchemaTooNew, AlreadyRunning) as error:
         print(f"mailticketd: {error}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as error:
@@ -58,8 +78,33 @@ def _serve(config: Config, config_file: Path | None) -> int:
     return EXIT_OK
 
 
-def _check_config(config: Config) -> int:
-    """Everything start-up checks, without binding a port or opening the database."""
+def _migrate(args: argparse.Namespace, config: Config) -> int:
+    async def migrate() -> dict[str, Any]:
+        existed = config.storage.database.exists()
+        async with Database(config.storage.database, busy_timeout=config.storage.busy_timeout) as db:
+            return {"database": str(config.storage.database), "created": not existed,
+                    "schema_version": db.schema_version}
+
+    try:
+        view = asyncio.run(migrate())
+    except SchemaTooNew as error:
+        print(f"mailticketd: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:  # sqlite3 raises OperationalError for a folder it cannot write: caught below
+        print(f"mailticketd: migrate: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:
+        print(f"mailticketd: migrate: cannot open {config.storage.database}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        hand_over(config)
+    emit(args, view, lambda: f"{'created' if view['created'] else 'checked'} {view['database']}: "
+                             f"schema version {view['schema_version']}")
+    return EXIT_OK
+
+
+def _check_config(config: Config, production: bool) -> int:
+    """Everything start-up checks, without binding a port or opening the database; then the development values."""
     from mailticketd.services import check_start_up
 
     try:
@@ -67,31 +112,82 @@ def _check_config(config: Config) -> int:
     except Exception as error:
         print(f"mailticketd: check-config: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"config OK: {config.source}; templates OK: {config.mail.templates}")
-    return EXIT_OK
+    print(f"config OK: {config.source}; templates OK: {config.mail.templates}; database: {config.storage.database}")
+    warnings = production_warnings(config)
+    if not warnings:
+        return EXIT_OK
+    print("not for production:" if production else "development values (fine for trying it out; "
+          "`check-config --production` refuses them):")
+    for key, problem in warnings:
+        print(f"  {key}: {problem}")
+    return EXIT_ERROR if production else EXIT_OK
 
 
-async def _send_test(config: Config, address: str) -> int:
+def _send_test(config: Config, address: str) -> int:
     from mailticketd.outbox.test_mail import send_test_mail
 
+    address = address.strip()
+    if not _ADDRESS.match(address):
+        print(f"mailticketd: send-test: {address!r} is not an e-mail address (name@example.org)", file=sys.stderr)
+        return EXIT_CONFIG
+    if config.mail.is_local(address):
+        print(f"mailticketd: send-test: {address} is the desk's own address; the daemon never writes to "
+              "itself: give an outside address", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        message_id = await send_test_mail(config, address)
+        message_id = asyncio.run(send_test_mail(config, address))
     except Exception as error:
         print(f"mailticketd: send-test to {address} failed: {error}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        hand_over(config, maildir=config.outbound.transport == "maildir")
     print(f"sent a test mail to {address} through {config.outbound.transport}"
           f" ({config.outbound.relay or config.outbound.maildir}), Message-ID <{message_id}>")
     return EXIT_OK
 
 
-async def _status(args: argparse.Namespace, config: Config, db: Database) -> None:
+def _status(args: argparse.Namespace, config: Config) -> int:
+    """The health report and the daemon's counters; the exit code is the Nagios state."""
     from mailticketd.health import health_report
 
-    report = await health_report(db, utc_now(), config.health.stuck_after)
-    report["daemon"] = await asyncio.to_thread(_daemon_counters, config)
-    emit(args, report, lambda: _status_text(report))
-    if not report["ok"]:
-        raise SystemExit(EXIT_ERROR)  # for scripts and monitoring; the report above says why
+    async def report() -> dict[str, Any]:
+        if not config.storage.database.exists():
+            return {"ok": False, "checked_at": iso(utc_now()),
+                    "database": {"ok": False, "error": f"no database at {config.storage.database}"}}
+        async with Database(config.storage.database, busy_timeout=config.storage.busy_timeout) as db:
+            return await health_report(db, utc_now(), config.health.stuck_after)
+
+    try:
+        result = asyncio.run(report())
+    except Exception as error:  # e.g. a schema too new, an unreadable file
+        result = {"ok": False, "checked_at": iso(utc_now()),
+                  "database": {"ok": False, "error": f"{type(error).__name__}: {error}"}}
+    result["daemon"] = _daemon_counters(config)
+    state, reasons = _nagios_state(result)
+    result["state"], result["reasons"] = _STATE_NAMES[state].lower(), reasons
+    emit(args, result, lambda: _status_text(result, state, reasons))
+    return state
+
+
+def _nagios_state(report: dict[str, Any]) -> tuple[int, list[str]]:
+    """CRITICAL: no database, the daemon down, or mail not processed; WARNING: mail not leaving, or failed
+    mails waiting for an operator; else OK."""
+    critical, warning = [], []
+    if not report["database"]["ok"]:
+        critical.append(f"database: {report['database']['error']}")
+    if not report["daemon"]["reachable"]:
+        critical.append(f"daemon not reachable at {report['daemon']['url']}")
+    if "inbox" in report:
+        inbox, outbox = report["inbox"], report["outbox"]
+        if not inbox["ok"]:
+            critical.append(f"inbox stuck: oldest mail waiting {inbox['oldest_waiting_seconds']} s")
+        if not outbox["ok"]:
+            warning.append(f"outbox stuck: oldest mail waiting {outbox['oldest_waiting_seconds']} s to leave")
+        if inbox["failed"]:
+            warning.append(f"{inbox['failed']} failed inbox mails (see `mailticketd inbox`)")
+    if critical:
+        return STATUS_CRITICAL, critical + warning
+    return (STATUS_WARNING, warning) if warning else (STATUS_OK, [])
 
 
 def _daemon_counters(config: Config) -> dict[str, Any]:
@@ -111,18 +207,20 @@ def _daemon_counters(config: Config) -> dict[str, Any]:
     return {"reachable": True, "url": url, "counters": counters}
 
 
-def _status_text(report: dict[str, Any]) -> str:
-    lines = [f"health: {'OK' if report['ok'] else 'NOT OK'} (checked {report['checked_at']})"]
+def _status_text(report: dict[str, Any], state: int, reasons: list[str]) -> str:
+    summary = "; ".join(reasons) or "the daemon runs and mail flows"
+    lines = [f"health: {_STATE_NAMES[state]}: {summary} (checked {report['checked_at']})"]
     if not report["database"]["ok"]:
-        return "\n".join(lines + [f"database: NOT OK: {report['database']['error']}"])
-    inbox, outbox = report["inbox"], report["outbox"]
-    lines += [
-        "database: OK",
-        f"inbox: {'OK' if inbox['ok'] else 'STUCK'}: {inbox['pending']} pending, {inbox['failed']} failed, "
-        f"oldest waiting {inbox['oldest_waiting_seconds']} s",
-        f"outbox: {'OK' if outbox['ok'] else 'STUCK'}: {outbox['queued']} queued, {outbox['failed']} failed, "
-        f"{outbox['sent']} sent, oldest waiting {outbox['oldest_waiting_seconds']} s",
-    ]
+        lines.append(f"database: NOT OK: {report['database']['error']}")
+    else:
+        inbox, outbox = report["inbox"], report["outbox"]
+        lines += [
+            "database: OK",
+            f"inbox: {'OK' if inbox['ok'] else 'STUCK'}: {inbox['pending']} pending, {inbox['failed']} failed, "
+            f"oldest waiting {inbox['oldest_waiting_seconds']} s",
+            f"outbox: {'OK' if outbox['ok'] else 'STUCK'}: {outbox['queued']} queued, {outbox['failed']} failed, "
+            f"{outbox['sent']} sent, oldest waiting {outbox['oldest_waiting_seconds']} s",
+        ]
     daemon = report["daemon"]
     if not daemon["reachable"]:
         lines.append(f"daemon: not reachable at {daemon['url']} ({daemon['error']})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from mailticketd.cli.common import CommandError, Handler, emit, positive_int
@@ -16,7 +17,8 @@ def add_parsers(commands: Any, json_flag: argparse.ArgumentParser) -> dict[tuple
     commands.add_parser("tickets", parents=[json_flag], help="list tickets")
     ticket = commands.add_parser("ticket", help="one ticket").add_subparsers(dest="action", required=True)
     show = ticket.add_parser("show", parents=[json_flag], help="a ticket with participants, VMs and articles")
-    show.add_argument("number", type=positive_int)
+    show.add_argument("number", type=ticket_reference, metavar="NUMBER|TAG",
+                      help="the ticket's number (10042) or its subject tag ([MH#10042])")
     commands.add_parser("users", parents=[json_flag], help="list users")
 
     inbox = commands.add_parser("inbox", parents=[json_flag], help="pending and failed inbox rows")
@@ -41,11 +43,26 @@ async def _tickets(args: argparse.Namespace, config: Config, db: Database) -> No
          ("SUBJECT", "subject")], rows))
 
 
+_REFERENCE = re.compile(r"\[?\s*(?P<prefix>[^\[\]\s\d][^\[\]\d]*?)?\s*(?P<number>\d+)\s*\]?")
+
+
+def ticket_reference(text: str) -> tuple[str, int]:
+    """A ticket number, or a subject tag as it appears in a subject: ``10042``, ``[MH#10042]``, ``MH#10042``."""
+    found = _REFERENCE.fullmatch(text.strip())
+    if found is None or int(found["number"]) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a ticket number or tag (10042 or [MH#10042])")
+    return found["prefix"] or "", int(found["number"])
+
+
 async def _ticket_show(args: argparse.Namespace, config: Config, db: Database) -> None:
+    prefix, number = args.number
+    if prefix and prefix.lower() != config.mail.tag_prefix.lower():
+        raise CommandError(f"{prefix + str(number)!r} is not a tag of this desk (its tags look like "
+                           f"[{config.mail.tag_prefix}{number}])")
     async with db.read() as store:
-        view = await ticket_detail_view(config, store, args.number)
+        view = await ticket_detail_view(config, store, number)
     if view is None:
-        raise CommandError(f"no ticket with number {args.number}")
+        raise CommandError(f"no ticket with number {number}")
     emit(args, view, lambda: _ticket_text(view))
 
 
@@ -56,8 +73,10 @@ def _ticket_text(view: dict[str, Any]) -> str:
              render_table([("ADDRESS", "address"), ("STATUS", "status"), ("ROLE", "role"),
                            ("ORGANISATION", "organisation")], view["participants"])]
     if view["vms"]:
-        lines += ["", "VMs:", render_table([("NAME", "name"), ("ORGANISATION", "organisation"),
-                                            ("FLAGS", "flags")], view["vms"])]
+        lines += ["", "VMs (organisation: the inventory now; flags: when the mail came):",
+                  render_table([("NAME", "name"), ("ORGANISATION", "organisation"), ("FLAGS", "flags")],
+                               [vm | {"organisation": vm["organisation"] or "(not in the inventory)"}
+                                for vm in view["vms"]])]
     for article in view["articles"]:
         lines += ["", f"--- article {article['id']} · {article['kind']} · {article['created_at']}",
                   f"from: {article['author']} ({article['author_status']})"]

@@ -203,7 +203,8 @@ class TicketRepository:
 
     async def vms(self, ticket_id: int) -> list[TicketVm]:
         async with self.conn.execute(
-            "SELECT tv.name, o.name, tv.flags FROM ticket_vms tv LEFT JOIN vms v ON v.id = tv.vm_id"
+            # The inventory's organisation now (by name: a VM added after the mail counts); flags as at the mail.
+            "SELECT tv.name, o.name, tv.flags FROM ticket_vms tv LEFT JOIN vms v ON v.name = tv.name"
             " LEFT JOIN organisations o ON o.id = v.organisation_id WHERE tv.ticket_id = ? ORDER BY tv.added_at, tv.name",
             (ticket_id,),
         ) as cursor:
