@@ -50,7 +50,7 @@ async def test_close_sends_the_reply_and_a_status_mail(tmp_path: Path) -> None:
         mails = await mails_to(sink, 3, where=to(CUSTOMER))
         bodies = [body_of(parsed(item)) for item in mails]
         assert "Das Backup ist wieder da." in bodies[1] and "#close" not in bodies[1]
-        assert "ist jetzt: geschlossen" in bodies[2]
+        assert "wir haben Ihr Ticket [MH#10000] „Backup fehlt“ geschlossen." in bodies[2]
         assert (await ticket(daemon, 10000))["status"] == "closed"
 
 
@@ -60,7 +60,7 @@ async def test_pending_open_and_assign(tmp_path: Path) -> None:
         address = await operator_token(daemon, sink)
         await operator_says(daemon, address, "#pending\nWelche VM ist betroffen?")
         assert (await ticket(daemon, 10000))["status"] == "pending"
-        assert "wartet auf Ihre Rückmeldung" in customer_mails(sink)[-1]
+        assert "brauchen wir eine Rückmeldung" in customer_mails(sink)[-1]
         await operator_says(daemon, address, "#open\n#assign olaf@provider.example")
         detail = await ticket(daemon, 10000)
         assert detail["status"] == "open" and detail["assignee"] == "olaf@provider.example"
