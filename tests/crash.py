@@ -5,8 +5,9 @@ Shared by ``tests/test_crash.py`` (a few kills) and ``bench/crash_loop.py``
 daemon process is killed with SIGKILL and started again.  After every restart
 and at the end the promises are checked:
 
-- every mail that got a ``250`` is in the inbox, and at the end is exactly
-  one article (never two, whichever moment the kill hit);
+- every mail that got a ``250`` is in the inbox, is exactly one article
+  once its row is done, and at the end every row is done (never two
+  articles, whichever moment the kill hit);
 - no mail is an article twice, and no article appears that nobody sent;
 - ``PRAGMA integrity_check`` says ``ok``;
 - every outgoing mail marked sent is in the maildir, and a mail delivered
@@ -141,11 +142,14 @@ def check(database: Path, maildir: Path, load: Load, accepted: set[str], kills: 
         inbox = Counter(row[0] for row in conn.execute("SELECT message_id FROM inbox"))
         articles = Counter(row[0] for row in conn.execute("SELECT message_id FROM articles WHERE kind = 'mail'"))
         statuses = dict(conn.execute("SELECT status, count(*) FROM inbox GROUP BY status").fetchall())
+        done = {row[0] for row in conn.execute("SELECT message_id FROM inbox WHERE status = 'done'")}
         outbox = conn.execute("SELECT message_id, rcpt_to, status FROM outbox").fetchall()
     lost = accepted - set(inbox)
     assert not lost, f"{len(lost)} mails answered 250 are not in the inbox: {sorted(lost)[:5]}"
     twice = {mid: (inbox[mid], articles[mid]) for mid in inbox | articles if inbox[mid] > 1 or articles[mid] > 1}
     assert not twice, f"stored or processed twice (inbox rows, articles): {twice}"
+    unprocessed = {mid for mid in accepted & done if articles[mid] != 1}
+    assert not unprocessed, f"marked done but not exactly one article: {sorted(unprocessed)[:5]}"
     strangers = set(articles) - load.sent
     assert not strangers, f"articles nobody sent: {strangers}"
     deliveries = maildir_deliveries(maildir)
