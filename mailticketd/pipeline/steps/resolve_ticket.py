@@ -52,7 +52,9 @@ class ResolveTicket:
                 ctx.flags.append("reply-token-not-valid-for-sender")
                 continue
             ctx.candidate = Candidate(ticket, VIA_TOKEN)
-            ctx.operator = ctx.is_operator_address
+            # A customer's token outweighs a DMARC failure (forwarders break DMARC); an operator's
+            # mail that our own MTA found forged gets no operator's powers, whatever token it carries.
+            ctx.operator = ctx.is_operator_address and not ctx.forged
             return True
         return False
 
