@@ -87,6 +87,25 @@ async def test_a_manager_reads_a_colleagues_ticket_without_internal_notes(tmp_pa
         assert "neu@woanders.example" in page  # the CC takes part and is listed
 
 
+async def test_a_reply_of_commands_alone_shows_nothing_of_the_notice(tmp_path: Path) -> None:
+    """An operator who answers only '#close' above the quoted notice: the customer's page shows none of the notice
+    (standing, other organisations' VMs, commands)."""
+    async with desk(tmp_path) as (daemon, sink):
+        await people(daemon)
+        await deliver(daemon, make_mail(COLLEAGUE, subject="Prüfen", body="Bitte de-be-srv-4711 prüfen."))
+        [notice] = await mails_to(sink, 1, where=to(OPERATOR))
+        reply_to = str(parsed(notice)["Reply-To"])
+        quoted = "\n".join(f"> {line}" for line in body_of(parsed(notice)).splitlines())
+        await deliver(daemon, make_mail(OPERATOR, to=reply_to, subject="AW: [MH#10000] Prüfen",
+                                        body=f"#close\n\n{quoted}"), mail_from=OPERATOR, rcpt=[reply_to])
+        await quiet(daemon)
+        async with browserless(daemon, address=COLLEAGUE) as colleague:
+            page = (await colleague.get("/tickets/10000"))[1]
+        assert "geschlossen" in page and "Bitte de-be-srv-4711 prüfen." in page
+        for leak in ("Andere AG", "#close", "Weisung", "Absender:", "other-organisation", "#adduser"):
+            assert leak not in page, leak
+
+
 async def test_quoted_history_is_folded_away(tmp_path: Path) -> None:
     """A customer's quoted history is behind an expandable <details>, the new text in front."""
     async with desk(tmp_path) as (daemon, sink):

@@ -278,3 +278,51 @@ async def test_whatever_customers_wrote_is_shown_as_text(daemon: Daemon) -> None
         for path in ("/tickets", "/tickets/10000"):
             page = (await client.get(path))[1]
             assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+async def test_a_burst_of_guesses_at_once_is_throttled_like_one_after_another(daemon: Daemon) -> None:
+    """Thirty wrong passwords sent at the same moment: at most five are checked, the rest are locked out, and the
+    right password right after them is refused too."""
+    await people(daemon)
+    async with browserless(daemon) as client:
+        token = await client.token()
+
+        async def attempt(password: str) -> int:
+            async with client.session.post("/login", data={"address": MANAGER, "password": password, "csrf": token},
+                                           allow_redirects=False) as response:
+                return response.status
+
+        statuses = await asyncio.gather(*(attempt(f"falsch {index} falsch") for index in range(30)))
+        assert statuses.count(401) <= 5 and statuses.count(429) >= 25
+        assert await attempt(PASSWORD) == 429
+
+
+async def test_log_in_goes_on_only_to_pages_of_our_own(daemon: Daemon) -> None:
+    """A 'next' that a browser would read as another host (tab, backslash, double slash) ends at the ticket list."""
+    await people(daemon)
+    async with browserless(daemon, address=MANAGER) as client:
+        for evil in ("/%09/evil.example/x", "//evil.example", "/\\evil.example", "/%0a/evil.example",
+                     "https://evil.example", "/%2f%2fevil.example"):
+            async with client.session.get(f"/login?next={evil}", allow_redirects=False) as response:
+                assert response.status == 303 and response.headers["Location"] == "/tickets", evil
+        async with client.session.get("/login?next=/tickets/10000%3Fsent%3D1", allow_redirects=False) as response:
+            assert response.headers["Location"].startswith("/tickets/10000")
+
+
+async def test_logging_in_again_ends_the_earlier_session(daemon: Daemon) -> None:
+    """A second log-in from the same browser replaces its session: the older cookie opens nothing."""
+    await people(daemon)
+    async with browserless(daemon, address=MANAGER) as client:
+        first = client.cookie("mailticketd_session")
+        status, page = await client.log_in(MANAGER)
+        assert status == 200 and client.cookie("mailticketd_session") != first
+    assert await session_rows(daemon) == 1
+
+
+async def test_odd_page_numbers_are_the_first_page(daemon: Daemon) -> None:
+    """'?page=²' or a number with thousands of digits shows the first page, not an error."""
+    await people(daemon)
+    async with browserless(daemon, address=MANAGER) as client:
+        for page in ("%C2%B2", "9" * 5000, "-1", "abc"):
+            status, text = await client.get(f"/tickets?page={page}")
+            assert status == 200 and "Tickets von Kunde GmbH" in text

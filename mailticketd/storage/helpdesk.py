@@ -22,6 +22,8 @@ from mailticketd.storage.directory import _USER_COLUMNS, _USER_FROM, _user
 
 # Article kinds a customer reads on the ticket page.
 CUSTOMER_KINDS = ("mail", "reply")
+# Article kinds whose files a customer may download: customers' own mails (operators' attachments never went out).
+FILE_KINDS = ("mail",)
 # What the list's status filter means in ticket statuses.
 STATUS_FILTERS = {"open": ("new", "open"), "waiting": ("pending",), "closed": ("closed",)}
 
@@ -127,9 +129,18 @@ class HelpdeskRepository:
 
     # -- failed log-ins ------------------------------------------------------------------------------------------
 
-    async def add_failure(self, keys: builtins.list[str], now: datetime) -> None:
-        await self.conn.executemany("INSERT INTO login_failures (key, at) VALUES (?, ?)",
-                                    [(key, iso(now)) for key in keys])
+    async def add_failure(self, keys: builtins.list[str], now: datetime) -> builtins.list[int]:
+        """Count one failed (or not yet checked) log-in under each key; returns the rows' ids."""
+        ids = []
+        for key in keys:
+            cursor = await self.conn.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, iso(now)))
+            assert cursor.lastrowid is not None
+            ids.append(cursor.lastrowid)
+        return ids
+
+    async def forgive_failures(self, ids: builtins.list[int]) -> None:
+        """Take back the failures counted for an attempt that succeeded."""
+        await self.conn.executemany("DELETE FROM login_failures WHERE id = ?", [(row,) for row in ids])
 
     async def failures_since(self, key: str, since: datetime) -> int:
         async with self.conn.execute(
@@ -219,8 +230,8 @@ class HelpdeskRepository:
         async with self.conn.execute(
             "SELECT f.id, f.article_id, f.name, f.content_type, f.size FROM article_attachments f"
             " JOIN articles a ON a.id = f.article_id"
-            f" WHERE a.ticket_id = ? AND a.kind IN ({_marks(len(CUSTOMER_KINDS))}) ORDER BY f.id",
-            (ticket_id, *CUSTOMER_KINDS),
+            f" WHERE a.ticket_id = ? AND a.kind IN ({_marks(len(FILE_KINDS))}) ORDER BY f.id",
+            (ticket_id, *FILE_KINDS),
         ) as cursor:
             return [CustomerAttachment(*values) for values in await cursor.fetchall()]
 
@@ -229,8 +240,8 @@ class HelpdeskRepository:
         async with self.conn.execute(
             "SELECT f.id, f.article_id, f.name, f.content_type, f.size, b.content FROM article_attachments f"
             " JOIN articles a ON a.id = f.article_id JOIN attachment_blobs b ON b.sha256 = f.sha256"
-            f" WHERE f.id = ? AND a.ticket_id = ? AND a.kind IN ({_marks(len(CUSTOMER_KINDS))})",
-            (attachment_id, ticket_id, *CUSTOMER_KINDS),
+            f" WHERE f.id = ? AND a.ticket_id = ? AND a.kind IN ({_marks(len(FILE_KINDS))})",
+            (attachment_id, ticket_id, *FILE_KINDS),
         ) as cursor:
             values = await cursor.fetchone()
         return (CustomerAttachment(*values[:5]), bytes(values[5])) if values else None

@@ -73,8 +73,10 @@ class VerificationRepository:
             " status = CASE status WHEN 'unverified' THEN 'active' ELSE status END WHERE id = ?",
             (password_hash, iso(now), user_id),
         )
-        # A new password ends every session that the old one opened.
+        # A new password ends every session that the old one opened, and the lock-out of the old one's guesses.
         await self.conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
+        await self.conn.execute("DELETE FROM login_failures WHERE key = 'address:' || "
+                                "(SELECT address FROM users WHERE id = ?)", (user_id,))
 
     async def password_hash(self, user_id: int) -> str | None:
         """The stored password hash of ``user_id``, if any."""

@@ -12,7 +12,10 @@ Routes::
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
@@ -29,9 +32,13 @@ log = structlog.get_logger("mailticketd.web")
 LINK_KINDS = ("verify", "password")
 
 
+# A path of ours: one slash, then only characters that no browser reads as the start of another host.
+_OWN_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~?=&%+-]{0,500}")
+
+
 def _next_page(value: str) -> str:
     """Only a path of ours is a place to go on to after logging in (never another site)."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value and len(value) < 500:
+    if _OWN_PATH.fullmatch(value) and not urlsplit(value).netloc and "%2f" not in value.lower()[:3]:
         return value
     return "/tickets"
 
@@ -43,6 +50,7 @@ class Account:
         self.site = site
         self.mailer = mailer
         self.on_queued = on_queued
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def reload(self, mailer: Mailer) -> None:
         self.mailer = mailer
@@ -73,7 +81,8 @@ class Account:
         if form is None or not self.site.sessions.csrf_ok(visitor, form.get("csrf")):
             return self.site.forbidden(request)
         address = form.get("address")
-        result = await self.site.sessions.log_in(address, form.get("password"), self.site.sessions.client(request))
+        result = await self.site.sessions.log_in(address, form.get("password"), self.site.sessions.client(request),
+                                                 replacing=visitor.session)
         if result.outcome == LOGGED_IN:
             assert result.token is not None
             response = self.site.redirect(_next_page(form.get("next")))
@@ -113,11 +122,20 @@ class Account:
         form = await self.site.form(request)
         if form is None or not self.site.sessions.csrf_ok(visitor, form.get("csrf")):
             return self.site.forbidden(request)
-        await self._mail_link(form.get("address").strip().lower()[:320])
+        # Mailed after the answer, so that neither the page nor its timing tells whether the address exists.
+        task = asyncio.create_task(self._mail_link(form.get("address").strip().lower()[:320]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         # The same page whether the address exists, has left, or was asked for too often.
         return self.site.page(request, "password", sent=True, hours=self.site.config.http.verification_hours)
 
     async def _mail_link(self, address: str) -> None:
+        try:
+            await self._queue_link(address)
+        except Exception:  # the visitor has their answer already; the log has the rest
+            log.exception("web.password_link_failed")
+
+    async def _queue_link(self, address: str) -> None:
         config = self.site.config
         now = self.site.clock()
         hours = config.http.verification_hours

@@ -142,19 +142,24 @@ class SessionDesk:
 
     # -- log in and out -------------------------------------------------------------------------------------------
 
-    async def log_in(self, address: str, password: str, client: str) -> LogIn:
-        """Check the password (throttled); a new session on success."""
+    async def log_in(self, address: str, password: str, client: str, *, replacing: str | None = None) -> LogIn:
+        """Check the password (throttled); a new session on success, ending ``replacing`` (the visitor's old one).
+
+        Each attempt is counted as a failure *before* the password is checked and forgiven after a success, so
+        a burst of tries sent at once cannot all slip through under a count read before any of them failed.
+        """
         address = address.strip().lower()[:320]
         now = self.clock()
         http = self.config.http
         window = timedelta(minutes=http.login_lockout_minutes)
         keys = [f"address:{address}", f"client:{client}"]
-        async with self.db.read() as store:
+        async with self.db.transaction() as store:
             by_address = await store.helpdesk.failures_since(keys[0], now - window)
             by_client = await store.helpdesk.failures_since(keys[1], now - window)
+            locked = by_address >= http.login_failures or by_client >= http.login_failures * CLIENT_FACTOR
+            claims = [] if locked else await store.helpdesk.add_failure(keys, now)
             user = await store.users.by_address(address) if address else None
             encoded = await store.verifications.password_hash(user.id) if user else None
-        locked = by_address >= http.login_failures or by_client >= http.login_failures * CLIENT_FACTOR
         if locked or not may_log_in(user, encoded):
             await self.passwords.verify(await self._dummy(), password)  # the same work as a real check
             ok = False
@@ -165,13 +170,14 @@ class SessionDesk:
             log.warning("web.login_locked", client=client)
             return LogIn(LOCKED)
         if not ok or user is None:
-            async with self.db.transaction() as store:
-                await store.helpdesk.add_failure(keys, now)
             log.info("web.login_failed", client=client)
             return LogIn(REFUSED)
         token = secrets.token_urlsafe(32)
         async with self.db.transaction() as store:
+            await store.helpdesk.forgive_failures(claims)
             await store.helpdesk.clear_failures(keys[0])
+            if replacing is not None:
+                await store.helpdesk.end_session(replacing)
             await store.helpdesk.forget_failures_before(now - window)
             await store.helpdesk.end_sessions_before(now - timedelta(hours=http.session_max_hours),
                                                      now - timedelta(hours=http.session_idle_hours))

@@ -8,6 +8,7 @@ page can say what was too much instead of the connection breaking.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,8 +27,10 @@ from mailticketd.web.submit import Upload, WebInbox, safe_content_type
 MAX_FORM = 64 * 1024
 # One text field of a form with files (the answer's text); more belongs in an attached file.
 MAX_TEXT = 256 * 1024
-# A body this far past the limit is not read to its end: the connection is simply closed.
-_DISCARD_FACTOR = 4
+# Parts of one form (text fields, ticked VMs, files); more is no browser's form.
+MAX_PARTS = 1000
+# Seconds a client may take to send a form's body.
+BODY_TIMEOUT = 120.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -90,7 +93,17 @@ class Site:
         return self.page(request, "missing", status=404)
 
     async def form(self, request: web.Request, *, files: bool = False) -> Form | None:
-        """The submitted form; None when a plain form is too large to read at all."""
+        """The submitted form; None when a plain form is too large to read at all.
+
+        The body must arrive within ``BODY_TIMEOUT``: a client trickling it holds no connection for long.
+        """
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                return await self._read(request, files)
+        except TimeoutError:
+            raise web.HTTPRequestTimeout() from None
+
+    async def _read(self, request: web.Request, files: bool) -> Form | None:
         if files and request.content_type.startswith("multipart/"):
             return await self._multipart(request)
         limit = MAX_TEXT + MAX_FORM if files else MAX_FORM
@@ -103,39 +116,37 @@ class Site:
         return form
 
     async def _multipart(self, request: web.Request) -> Form:
+        """Stream the parts: files up to the mail budget, text up to ``MAX_TEXT`` in all, ``MAX_PARTS`` parts."""
         form = Form()
         budget = self.config.smtp.max_message_size
-        used = 0
-        read = 0
-        hard_limit = budget * _DISCARD_FACTOR
+        hard_limit = budget + MAX_TEXT + MAX_FORM  # past this the body is not read on: the connection closes
+        used = read = text_bytes = parts = 0
         reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
+        while (part := await reader.next()) is not None:
+            parts += 1
+            if parts > MAX_PARTS:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_PARTS, actual_size=parts)
+            await asyncio.sleep(0)  # many tiny parts must not hold the loop
             if not isinstance(part, BodyPartReader):
                 continue
-            name = part.name or ""
             keep = form.problem is None
-            limit = MAX_TEXT if part.filename is None else budget - used
+            limit = MAX_TEXT - text_bytes if part.filename is None else budget - used
             chunks: list[bytes] = []
             size = 0
-            while True:
-                chunk = await part.read_chunk(64 * 1024)
-                if not chunk:
-                    break
+            while chunk := await part.read_chunk(64 * 1024):
                 size += len(chunk)
                 read += len(chunk)
                 if read > hard_limit:
-                    raise web.HTTPRequestEntityTooLarge(max_size=budget, actual_size=read)
+                    raise web.HTTPRequestEntityTooLarge(max_size=hard_limit, actual_size=read)
                 if keep and size <= limit:
                     chunks.append(chunk)
             if part.filename is None:
-                if size > MAX_TEXT:
+                text_bytes += size
+                if text_bytes > MAX_TEXT:
                     form.problem = form.problem or TEXT_TOO_LONG
                     continue
                 text = b"".join(chunks).decode(part.get_charset(default="utf-8") or "utf-8", "replace")
-                form.fields.setdefault(name, []).append(text)
+                form.fields.setdefault(part.name or "", []).append(text)
                 continue
             if not part.filename and size == 0:
                 continue  # a file field left empty

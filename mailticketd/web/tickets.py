@@ -36,6 +36,7 @@ from mailticketd.web.submit import MAX_SUBJECT, WebMail, one_line
 PAGE_SIZE = 50
 _MAX_WORDS = 8
 _NUMBER = re.compile(r"^\s*\[?\s*(?:[a-z]{1,10}\s*#\s*)?(\d{1,12})\s*\]?\s*$", re.IGNORECASE)
+_PAGE = re.compile(r"[0-9]{1,6}")
 _FORMATS = {"de": "%d.%m.%Y %H:%M", "en": "%Y-%m-%d %H:%M"}
 
 
@@ -69,8 +70,8 @@ class Tickets:
         status = request.query.get("status", "")
         status = status if status in STATUS_FILTERS else ""
         query = request.query.get("q", "")[:200]
-        page = int(request.query.get("page", "1")) if request.query.get("page", "1").isdigit() else 1
-        page = max(1, min(page, 100_000))
+        asked = request.query.get("page", "1")
+        page = max(1, min(int(asked), 100_000)) if _PAGE.fullmatch(asked) else 1
         number, words = _search(query)
         async with self.site.db.read() as store:
             found = await store.helpdesk.tickets(user, status=status or None, words=words, number=number,
@@ -117,13 +118,17 @@ class Tickets:
                     "closed": ticket.status == "closed", "reopens": reopens},
             reopen_days=int(config.tickets.reopen_window_days), vms=list(vms),
             participants=[{"name": p.name, "address": p.address, "role": p.role} for p in participants],
-            articles=[self._article(article, by_article.get(article.id, []), request) for article in articles],
+            # A reply of commands alone (#close, #adduser ...) sent customers no text: nothing to show.
+            articles=[shown for article in articles
+                      if (shown := self._article(article, by_article.get(article.id, []), request))["text"]
+                      or shown["files"]],
             max_attachments=config.http.max_attachments, max_megabytes=config.smtp.max_message_size // 1_000_000,
         )
 
     def _article(self, article: CustomerArticle, files: list[dict[str, Any]], request: web.Request) -> dict[str, Any]:
         support = article.kind == "reply"
-        shown = article.visible_text.strip() or article.text.strip()
+        # An operator's whole mail holds their quoted notice: only what was sent on is ever shown.
+        shown = article.visible_text.strip() if support else (article.visible_text.strip() or article.text.strip())
         # The quoted history of a customer's mail folds away; an operator's quote is their internal notice.
         quoted = article.text.strip() if not support and article.text.strip() != shown else ""
         return {"id": article.id, "support": support,
@@ -193,7 +198,8 @@ class Tickets:
             problem = "empty"
         user = _user(request)
         inventory = await self._inventory(user)
-        chosen = tuple(name for name in inventory if name in form.all("vm"))
+        ticked = set(form.all("vm"))
+        chosen = tuple(name for name in inventory if name in ticked)
         if problem:
             return await self._new_page(request, form, status=413 if form.problem else 400, problem=problem)
         mail = WebMail(author=user, subject=subject, text=text, uploads=tuple(form.uploads), vms=chosen)
