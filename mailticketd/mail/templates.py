@@ -15,13 +15,15 @@ import jinja2
 
 from mailticketd.config import LANGUAGES
 
-_TICKET = {"number": 10042, "tag": "[MH#10042]", "subject": "Server down", "organisation": "Example GmbH"}
+_TICKET = {"number": 10042, "tag": "[MH#10042]", "subject": "Server down", "organisation": "Example GmbH",
+           "representation": {"unrepresented": True, "temporary": [{"address": "md@example.com",
+                                                                     "until": "2026-12-31"}]}}
 _RECIPIENT = {"address": "anna@example.com", "name": "Anna"}
 
 # Every template with a context like the ones the daemon passes.
 SAMPLES: dict[str, dict[str, Any]] = {
     "ack": {"ticket": _TICKET, "recipient": _RECIPIENT, "verification_url": "https://x/verify/t",
-            "verification_hours": 72, "login_url": "https://x/login"},
+            "verification_hours": 72, "login_url": "https://x/login", "no_authorised_contact": True},
     "password": {"recipient": _RECIPIENT, "verification_url": "https://x/verify/t", "verification_hours": 72,
                  "login_url": "https://x/login"},
     "request_account": {"organisation": "Example GmbH", "requester": _RECIPIENT, "authorise": True, "note": "Hi",
@@ -38,7 +40,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "ticket": _TICKET, "event": "new", "author": "anna@example.com", "author_status": "unverified",
         "vms": [{"name": "de-fr-srv-0815", "organisation": "Other AG", "flags": ["other-organisation"]}],
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
-        "via_web": True,
+        "via_web": True, "former_organisation": "Example GmbH",
     },
     "nothing_sent": {"ticket": _TICKET},
     "inbox_failed": {"inbox_id": 42, "reason": "OperationalError: disk I/O error", "mail_from": "anna@example.com",
@@ -53,6 +55,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                         "original_subject": "[MH#10042] Server down"},
     "welcome": {"recipient": _RECIPIENT, "organisation": "Example GmbH", "authorised": True, "manager": True,
                 "verification_url": "https://x/verify/t", "verification_hours": 72, "login_url": "https://x/login"},
+    "temporary_authorisation": {"recipient": _RECIPIENT, "organisation": "Example GmbH", "until": "2026-12-31",
+                                "login_url": "https://x/login"},
+    "no_authorised_contact": {"organisation": "Example GmbH", "person": {"address": "bob@example.com", "name": "Bob"},
+                              "cause": "left", "roles": ["primary"]},
     "contact_left": {"recipient": _RECIPIENT, "organisation": "Example GmbH",
                      "left": {"address": "bob@example.com", "name": "Bob"}, "roles": ["primary", "monitoring"]},
 }
