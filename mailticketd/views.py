@@ -11,7 +11,7 @@ from typing import Any
 from mailticketd.clock import utc_now
 from mailticketd.config import Config
 from mailticketd.directory.models import Organisation, User, Vm
-from mailticketd.directory.policy import expires_soon, has_expired, is_authorised
+from mailticketd.directory.policy import expires_soon, has_expired, is_authorised, standing
 from mailticketd.storage import Store
 from mailticketd.storage.audit import AuditEntry
 from mailticketd.storage.inbox import InboxRow
@@ -77,20 +77,24 @@ def _article_view(article: ArticleView) -> dict[str, Any]:
 
 
 def user_view(user: User, now: datetime | None = None) -> dict[str, Any]:
-    """``authorised`` is whether the user is an authorised contact at ``now``: a temporary authorisation ends."""
+    """``authorised`` is whether the user is an authorised contact at ``now``: a temporary authorisation ends,
+    and the manager role with it.  ``standing`` is the one word operator notices use for the person."""
+    now = now or utc_now()
     return {
         "address": user.address,
         "name": user.name,
         "status": user.status,
         "organisation": user.organisation,
-        "role": user.role,
-        "authorised": is_authorised(user, now or utc_now()),
+        "role": "manager" if user.role == "manager" and is_authorised(user, now) else "user",
+        "authorised": is_authorised(user, now),
         "monitoring_contact": user.monitoring_contact,
         "language": user.language,
         "authorised_until": user.authorised_until,
         "authorisation_note": user.authorisation_note,
         "verified": user.verified_at is not None,
         "delivery_failure": user.delivery_failure,
+        "phone": user.phone,
+        "standing": standing(user, now),
     }
 
 
@@ -108,6 +112,10 @@ async def organisation_view(store: Store, organisation: Organisation, now: datet
     warnings = list(organisation.flags)
     if primary is None:
         warnings.append("no-primary-contact")
+    elif primary.status == "inactive":
+        warnings.append(f"primary-contact-inactive:{primary.address}")
+    elif await store.users.undeliverable(primary.id):
+        warnings.append(f"primary-contact-undeliverable:{primary.address}")
     if not authorised:
         warnings.append("no-authorised-contact")
     if not monitoring:
@@ -123,7 +131,11 @@ async def organisation_view(store: Store, organisation: Organisation, now: datet
         "primary_contact": primary.address if primary else None,
         "authorised_contacts": authorised,
         "monitoring_contacts": monitoring,
-        "managers": [user.address for user in present if user.role == "manager"],
+        "managers": [user.address for user in present if user.role == "manager" and is_authorised(user, now)],
+        "monitoring_details": [{"address": user.address, "name": user.name, "phone": user.phone}
+                               for user in present if user.monitoring_contact],
+        "temporary_authorisations": [{"address": user.address, "until": user.authorised_until}
+                                     for user in present if user.is_temporary and is_authorised(user, now)],
         "members": [user_view(user, now) | {"primary_contact": user.id == organisation.primary_contact_id}
                     for user in members],
         "vms": [vm.name for vm in await store.vms.list(organisation.id)],
@@ -146,7 +158,7 @@ async def vms_view(store: Store, organisation_id: int | None = None) -> list[dic
 
 def audit_entry_view(entry: AuditEntry) -> dict[str, Any]:
     return {"id": entry.id, "at": entry.at, "actor": entry.actor, "action": entry.action, "subject": entry.subject,
-            "before": entry.before, "after": entry.after}
+            "before": entry.before, "after": entry.after, "request": entry.request}
 
 
 async def audit_view(store: Store, subject: str | None = None) -> list[dict[str, Any]]:

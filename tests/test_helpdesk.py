@@ -270,18 +270,18 @@ async def test_organisation_page_lists_people_for_managers_only(tmp_path: Path) 
             assert (await colleague.get("/organisation"))[0] == 404
 
 
-async def test_a_manager_who_is_not_authorised_is_told_who_may_file_requests(tmp_path: Path) -> None:
-    """Without authorisation the page explains the rule and a forged request is refused."""
+async def test_a_manager_role_without_authorisation_counts_for_nothing(tmp_path: Path) -> None:
+    """The manager role goes with the authorisation: a stored role without it shows no organisation page and
+    files no request, not even a forged one."""
     async with desk(tmp_path) as (daemon, sink):
         found = await people(daemon)
         from tests.helpdesk import add_person
         await add_person(daemon, "chef@kunde.example", organisation_id=found.organisation_id, role="manager")
         async with browserless(daemon, address="chef@kunde.example") as chef:
-            page = (await chef.get("/organisation"))[1]
-            assert "nur weisungsberechtigte Kontakte erteilen" in page and "Konto beantragen</button>" not in page
+            assert (await chef.get("/organisation"))[0] == 404
             status, page, _ = await chef.post("/organisation/requests/left", {"who": COLLEAGUE},
-                                              form_page="/organisation")
-            assert status == 403 and 'role="alert">Aufträge zu Konten und Kontakten' in page
+                                              form_page="/tickets")
+            assert status == 404
         async with daemon.db.read() as store:
             assert await store.tickets.list() == []
 

@@ -61,14 +61,16 @@ async def test_primary_contact_gets_a_copy_of_new_tickets_of_the_organisation(tm
         assert len([i for i in sink.received if "chef@kunde.example" in i.rcpt_tos]) == 1
 
 
-async def test_primary_contact_who_is_not_a_manager_gets_no_ticket_content(tmp_path: Path) -> None:
-    """A primary contact without the manager role may not see colleagues' tickets, so gets no copy."""
+async def test_primary_contact_who_is_not_a_manager_gets_the_copy_but_no_other_colleague(tmp_path: Path) -> None:
+    """The primary contact is the first to receive what the provider sends, whatever their role (issue 10); a
+    colleague who is not the primary contact gets nothing of the new ticket."""
     async with desk(tmp_path) as (daemon, sink):
-        await add_org(daemon, {"kontakt@kunde.example": ("user", None), "mitarbeiter@kunde.example": ("user", None)},
-                      primary="kontakt@kunde.example")
+        await add_org(daemon, {"kontakt@kunde.example": ("user", None), "mitarbeiter@kunde.example": ("user", None),
+                               "andere@kunde.example": ("user", None)}, primary="kontakt@kunde.example")
         await deliver(daemon, make_mail("mitarbeiter@kunde.example", subject="Geheim"))
         await quiet(daemon)
-        assert not [i for i in sink.received if "kontakt@kunde.example" in i.rcpt_tos]
+        assert len([i for i in sink.received if "kontakt@kunde.example" in i.rcpt_tos]) == 1
+        assert not [i for i in sink.received if "andere@kunde.example" in i.rcpt_tos]
 
 
 async def test_copies_to_the_primary_contact_can_be_turned_off(tmp_path: Path) -> None:

@@ -245,8 +245,8 @@ async def test_user_assign_puts_an_unverified_user_into_an_organisation(tmp_path
     create_org(tmp_path)
     await open_ticket(tmp_path, "eve@customer.example")
     before = len(outbox(tmp_path))
-    user = ok(tmp_path, "user", "assign", "EVE@customer.example", "--org", ORG, "--manager")
-    assert (user["organisation"], user["role"], user["authorised"], user["status"]) == (ORG, "manager", False,
+    user = ok(tmp_path, "user", "assign", "EVE@customer.example", "--org", ORG, "--manager", "--authorised")
+    assert (user["organisation"], user["role"], user["authorised"], user["status"]) == (ORG, "manager", True,
                                                                                          "active")
     assert [(m.kind, m.rcpt_to) for m in outbox(tmp_path)[before:]] == [("verify", "eve@customer.example")]
     assert refused(tmp_path, "user", "assign", "eve@customer.example", "--org", "Second AG") == (
@@ -300,11 +300,15 @@ def test_temporary_authorisation_refusals(tmp_path: Path) -> None:
 
 
 def test_user_role(tmp_path: Path) -> None:
-    """``user role ADDR manager|user`` sets the role; an unknown role is refused by the parser."""
+    """``user role ADDR manager|user`` only confirms the role that goes with the authorisation, else names the
+    command that changes it; an unknown role is refused by the parser."""
     create_org(tmp_path)
-    assert ok(tmp_path, "user", "role", CHEF, "user")["role"] == "user"
-    assert ok(tmp_path, "org", "show", ORG)["managers"] == [TECH]
     assert ok(tmp_path, "user", "role", CHEF, "manager")["role"] == "manager"
+    assert refused(tmp_path, "user", "role", CHEF, "user") == (
+        f"user '{CHEF}' is an authorised contact, and authorised contacts are managers: "
+        f"use 'mailticketd user deauthorise {CHEF}'")
+    assert ok(tmp_path, "user", "deauthorise", CHEF)["role"] == "user"
+    assert ok(tmp_path, "org", "show", ORG)["managers"] == [TECH]
     assert run(tmp_path, "user", "role", CHEF, "boss").returncode == 2
 
 
@@ -465,17 +469,18 @@ def test_vms_lists_the_inventory(tmp_path: Path) -> None:
 def test_audit_log_records_who_when_what_and_before_after(tmp_path: Path) -> None:
     """Every change writes an entry with actor, time, action, subject and the states before and after."""
     create_org(tmp_path)
-    ok(tmp_path, "user", "role", CHEF, "user")
+    ok(tmp_path, "user", "deauthorise", CHEF)
     entries = audit(tmp_path)
     assert [(e["actor"], e["action"], e["subject"]) for e in entries] == [
         ("alice", "user.add", TECH), ("alice", "user.add", CHEF), ("alice", "org.create", ORG),
-        ("alice", "user.role", CHEF)]
+        ("alice", "user.deauthorise", CHEF)]
     create, role = entries[2], entries[3]
     assert create["before"] is None
     assert create["after"] == {"name": ORG, "primary_contact": TECH, "flags": []}
     assert (role["before"]["role"], role["after"]["role"]) == ("manager", "user")
-    assert {k: v for k, v in role["after"].items() if k != "role"} == {
-        k: v for k, v in role["before"].items() if k != "role"}
+    assert (role["before"]["authorised"], role["after"]["authorised"]) == (True, False)
+    assert {k: v for k, v in role["after"].items() if k not in ("role", "authorised")} == {
+        k: v for k, v in role["before"].items() if k not in ("role", "authorised")}
     assert entries[0]["at"] <= entries[3]["at"] and entries[3]["at"].endswith("+00:00")
     assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
     text = run(tmp_path, "audit").stdout.splitlines()
@@ -486,10 +491,10 @@ def test_audit_log_records_who_when_what_and_before_after(tmp_path: Path) -> Non
 def test_audit_actor_defaults_to_sudo_user_then_login_name(tmp_path: Path) -> None:
     """Without ``--actor`` the entry names ``$SUDO_USER``, else the login name; a change that changes nothing is not logged."""
     create_org(tmp_path)
-    assert run(tmp_path, "user", "role", CHEF, "user", actor=None, env={"SUDO_USER": "bob"}).returncode == 0
-    assert run(tmp_path, "user", "role", CHEF, "manager", actor=None,
+    assert run(tmp_path, "user", "deauthorise", CHEF, actor=None, env={"SUDO_USER": "bob"}).returncode == 0
+    assert run(tmp_path, "user", "authorise", CHEF, actor=None,
                env={"SUDO_USER": "", "LOGNAME": "carol", "USER": "carol"}).returncode == 0
-    assert run(tmp_path, "user", "role", CHEF, "manager").returncode == 0  # already a manager
+    assert run(tmp_path, "user", "authorise", CHEF).returncode == 0  # already authorised
     assert [e["actor"] for e in audit(tmp_path)][3:] == ["bob", "carol"]
     assert [e["subject"] for e in ok(tmp_path, "audit", "--subject", CHEF.upper())] == [CHEF] * 3
 

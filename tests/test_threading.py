@@ -41,7 +41,8 @@ async def add_organisation(daemon: Daemon, name: str, members: dict[str, str]) -
     async with daemon.db.transaction() as store:
         organisation = await store.organisations.create(name)
         for address, role in members.items():
-            await store.users.create(address, organisation_id=organisation.id, status="active", role=role)
+            await store.users.create(address, organisation_id=organisation.id, status="active", role=role,
+                                     authorised=role == "manager")  # the manager role goes with the authorisation
 
 
 async def test_new_mail_opens_a_ticket_with_a_tag(daemon: Daemon) -> None:

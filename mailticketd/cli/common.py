@@ -17,6 +17,11 @@ EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 Handler = Callable[[argparse.Namespace, Config, Database], Awaitable[None]]
 
 
+# A person's standing (views.user_view "standing"), in the words operator notices use.
+STANDINGS = {"authorised": "authorised contact", "user": "member, not authorised", "unverified": "unverified address",
+             "confirmed": "address confirmed, no organisation", "inactive": "inactive (left)"}
+
+
 class CommandError(Exception):
     """A staff command cannot do what was asked; the message says why."""
 

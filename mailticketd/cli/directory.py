@@ -38,8 +38,10 @@ def add_parsers(commands: Any, json_flag: argparse.ArgumentParser) -> dict[tuple
     def membership(command: argparse.ArgumentParser) -> None:
         command.add_argument("address")
         command.add_argument("--org", required=True, metavar="ORGANISATION")
-        command.add_argument("--manager", action="store_true", help="sees and acts on all tickets of the organisation")
-        command.add_argument("--authorised", action="store_true", help="an authorised contact (weisungsberechtigt)")
+        command.add_argument("--manager", action="store_true",
+                             help="sees and acts on all tickets of the organisation; only with --authorised")
+        command.add_argument("--authorised", action="store_true",
+                             help="an authorised contact (weisungsberechtigt), and so a manager")
         command.add_argument("--language", choices=LANGUAGES, help="language of the mails to this user")
 
     org = commands.add_parser("org", help="one organisation").add_subparsers(dest="action", required=True)
@@ -55,15 +57,16 @@ def add_parsers(commands: Any, json_flag: argparse.ArgumentParser) -> dict[tuple
     add = sub(user, "add", "register an address in an organisation and send it a verification link")
     membership(add)
     add.add_argument("--name", default="", help="the person's name")
+    add.add_argument("--phone", default="", help="the person's phone number")
     membership(sub(user, "assign", "put a known address without organisation into one"))
-    authorise = sub(user, "authorise", "make a member an authorised contact")
+    authorise = sub(user, "authorise", "make a member an authorised contact and a manager")
     authorise.add_argument("address")
     authorise.add_argument("--temporary", action="store_true",
                            help="until a date, for an organisation without authorised contact")
     authorise.add_argument("--until", type=date_argument, metavar="YYYY-MM-DD", help="last day of the authorisation")
     authorise.add_argument("--note", metavar="TEXT", help="why, e.g. the register extract it rests on")
-    sub(user, "deauthorise", "withdraw the authorisation").add_argument("address")
-    role = sub(user, "role", "make a member a manager or a normal user")
+    sub(user, "deauthorise", "withdraw the authorisation and the manager role").add_argument("address")
+    role = sub(user, "role", "check a member's role: it follows the authorisation (see authorise)")
     role.add_argument("address")
     role.add_argument("role", choices=ROLES)
     sub(user, "deactivate", "a user who left: kept with their tickets, acts on nothing").add_argument("address")
@@ -76,7 +79,10 @@ def add_parsers(commands: Any, json_flag: argparse.ArgumentParser) -> dict[tuple
     primary_set.add_argument("address")
     monitoring = commands.add_parser("monitoring", help="monitoring contacts").add_subparsers(
         dest="action", required=True)
-    sub(monitoring, "set", "make a member a monitoring contact").add_argument("address")
+    monitoring_set = sub(monitoring, "set", "make a member a monitoring contact, with name and phone number")
+    monitoring_set.add_argument("address")
+    monitoring_set.add_argument("--name", help="the name the contact is reached by")
+    monitoring_set.add_argument("--phone", help="the phone number the contact is reached by")
     sub(monitoring, "unset", "a user is no longer a monitoring contact").add_argument("address")
 
     vm = commands.add_parser("vm", help="the VM inventory").add_subparsers(dest="action", required=True)
@@ -138,7 +144,12 @@ _WARNINGS = {"no-primary-contact": "no primary contact", "no-authorised-contact"
              "primary-contact-left": "the primary contact left: ask for a replacement",
              "monitoring-contact-left": "a monitoring contact left: ask for a replacement",
              "temporary-authorisation-expires": "temporary authorisation about to expire:",
-             "temporary-authorisation-expired": "temporary authorisation expired:"}
+             "temporary-authorisation-expired": "temporary authorisation expired:",
+             "primary-contact-inactive": "the primary contact has left:",
+             "primary-contact-undeliverable": "the primary contact cannot receive mail (last delivery failed):"}
+_NO_AUTHORISED = ("nobody may give instructions for this organisation: ask for a commercial or association register "
+                  "extract naming the managing director or chair, then 'mailticketd user authorise ADDRESS "
+                  "--temporary --until YYYY-MM-DD --note TEXT'")
 
 
 def _warning_text(code: str) -> str:
@@ -146,13 +157,23 @@ def _warning_text(code: str) -> str:
     return f"{_WARNINGS.get(name, name)} {detail.replace(':', ' on ')}".strip()
 
 
+def _contact_text(contact: dict[str, Any]) -> str:
+    details = ", ".join(part for part in (contact["name"], contact["phone"] and f"phone {contact['phone']}") if part)
+    return f"{contact['address']} ({details})" if details else contact["address"]
+
+
 def _organisation_text(view: dict[str, Any]) -> str:
+    temporary = {item["address"]: item["until"] for item in view["temporary_authorisations"]}
+    authorised = [f"{address} (temporary, through {temporary[address]})" if address in temporary else address
+                  for address in view["authorised_contacts"]]
     lines = [view["name"],
              f"primary contact: {view['primary_contact'] or '-'}",
-             f"authorised contacts: {', '.join(view['authorised_contacts']) or '-'}",
-             f"monitoring contacts: {', '.join(view['monitoring_contacts']) or '-'}",
+             f"authorised contacts: {', '.join(authorised) or '-'}",
+             f"monitoring contacts: {', '.join(map(_contact_text, view['monitoring_details'])) or '-'}",
              f"VMs: {', '.join(view['vms']) or '-'}"]
     lines += [f"warning: {_warning_text(code)}" for code in view["warnings"]]
+    if "no-authorised-contact" in view["warnings"]:
+        lines.append(f"warning: {_NO_AUTHORISED}")
     if view["members"]:
         lines += ["", render_table([column for column in _USER_COLUMNS if column[1] != "organisation"]
                                    + [("PRIMARY", "primary_contact")], view["members"])]
@@ -199,7 +220,7 @@ async def _user_change(args: argparse.Namespace, config: Config, db: Database,
 async def _user_add(args: argparse.Namespace, config: Config, db: Database) -> None:
     await _user_change(args, config, db, lambda admin: admin.add_user(
         args.address, args.org, manager=args.manager, authorised=args.authorised, language=args.language,
-        name=args.name), f"added {args.address} to {args.org!r}; verification mail queued")
+        name=args.name, phone=args.phone), f"added {args.address} to {args.org!r}; verification mail queued")
 
 
 async def _user_assign(args: argparse.Namespace, config: Config, db: Database) -> None:
@@ -264,8 +285,8 @@ async def _primary_set(args: argparse.Namespace, config: Config, db: Database) -
 
 
 async def _monitoring_set(args: argparse.Namespace, config: Config, db: Database) -> None:
-    await _user_change(args, config, db, lambda admin: admin.set_monitoring_contact(args.address, True),
-                       f"{args.address} is a monitoring contact")
+    await _user_change(args, config, db, lambda admin: admin.set_monitoring_contact(
+        args.address, True, name=args.name, phone=args.phone), f"{args.address} is a monitoring contact")
 
 
 async def _monitoring_unset(args: argparse.Namespace, config: Config, db: Database) -> None:
@@ -306,7 +327,16 @@ async def _audit(args: argparse.Namespace, config: Config, db: Database) -> None
         rows = await audit_view(store, args.subject)
     emit(args, rows, lambda: render_table(
         [("AT", "at"), ("ACTOR", "actor"), ("ACTION", "action"), ("SUBJECT", "subject"), ("CHANGE", "change")],
-        [row | {"change": _change_text(row["before"], row["after"])} for row in rows], width=100))
+        [row | {"change": _change_text(row["before"], row["after"]) + _request_text(row["request"])} for row in rows],
+        width=100))
+
+
+def _request_text(request: dict[str, Any] | None) -> str:
+    """The ticket and requester a change by mail was made for, and whether the operator overrode the rule."""
+    if not request:
+        return ""
+    override = "; requester NOT authorised, carried out with '!'" if request.get("override") else ""
+    return f" (ticket {request.get('tag')}, requested by {request.get('requester') or '-'}{override})"
 
 
 def _change_text(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:

@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import Any
 
-from mailticketd.cli.common import CommandError, Handler, emit, positive_int
+from mailticketd.cli.common import STANDINGS, CommandError, Handler, emit, positive_int
 from mailticketd.config import Config
 from mailticketd.storage import Database
 from mailticketd.tables import render_table
@@ -93,7 +93,8 @@ async def _users(args: argparse.Namespace, config: Config, db: Database) -> None
         rows = await users_view(store)
     emit(args, rows, lambda: render_table(
         [("ADDRESS", "address"), ("STATUS", "status"), ("ORGANISATION", "organisation"), ("ROLE", "role"),
-         ("AUTHORISED", "authorised")], rows))
+         ("AUTHORISED", "authorised"), ("STANDING", "standing")],
+        [row | {"standing": STANDINGS.get(row["standing"], row["standing"])} for row in rows]))
 
 
 async def _inbox(args: argparse.Namespace, config: Config, db: Database) -> None:

@@ -14,9 +14,10 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from mailticketd.config import Config
+from mailticketd.directory.contacts import ContactAdmin
 from mailticketd.directory.errors import AdminError
 from mailticketd.directory.vm_admin import VmAdmin
-from mailticketd.directory.models import MONITORING_CONTACT_LEFT, PRIMARY_CONTACT_LEFT, Organisation, User
+from mailticketd.directory.models import Organisation, User
 from mailticketd.directory.policy import is_authorised
 from mailticketd.directory.verification import issue_verification, login_url, verification_url
 from mailticketd.outbox.mailer import Letter, Mailer
@@ -26,15 +27,26 @@ ROLES = ("user", "manager")
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 
 
-class DirectoryAdmin(VmAdmin):
-    """The staff's changes to organisations, users and VMs, made by ``actor`` at ``now`` inside one transaction."""
+class DirectoryAdmin(ContactAdmin, VmAdmin):
+    """The staff's changes to organisations, users and VMs, made by ``actor`` at ``now`` inside one transaction.
 
-    def __init__(self, store: Store, config: Config, mailer: Mailer, *, actor: str, now: datetime) -> None:
+    ``request`` is set for a change made on a customer's request by mail: the
+    ticket, its requester and whether the operator overrode the rule that the
+    requester be authorised; every audit entry of the change records it.
+
+    The manager role goes with the authorisation (DESIGN §1): authorising
+    makes a manager, withdrawing the authorisation (or leaving) makes a
+    normal user, and nobody else may be made a manager.
+    """
+
+    def __init__(self, store: Store, config: Config, mailer: Mailer, *, actor: str, now: datetime,
+                 request: dict[str, Any] | None = None) -> None:
         self.store = store
         self.config = config
         self.mailer = mailer
         self.actor = actor
         self.now = now
+        self.request = request
 
     # -- looking things up -------------------------------------------------------------------------------------
 
@@ -78,7 +90,7 @@ class DirectoryAdmin(VmAdmin):
                                                      authorised=True, language=language, status="active")
                 await self._audit("user.add", address, None, user)
             else:  # an address that wrote to us before the order came in
-                await self._join(user, organisation, manager=True, authorised=True, language=language)
+                await self._join(user, organisation, authorised=True, language=language)
             contacts.append(await self._reload(user))
         technical_contact = contacts[0]
         await self.store.organisations.set_primary_contact(organisation.id, technical_contact.id)
@@ -87,39 +99,23 @@ class DirectoryAdmin(VmAdmin):
             await self._welcome(user, organisation.name)
         return await self._organisation(organisation.id)
 
-    async def set_primary_contact(self, organisation_name: str, address: str) -> Organisation:
-        """Make a member who has not left the organisation's primary contact."""
-        organisation = await self.organisation(organisation_name)
-        user = await self.user(address)
-        if user.organisation_id != organisation.id:
-            where = f"organisation {user.organisation!r}" if user.organisation else "no organisation"
-            raise AdminError(f"user {user.address!r} belongs to {where}, not to {organisation.name!r}: "
-                             "the primary contact must be a member of the organisation")
-        if user.status == "inactive":
-            raise AdminError(f"user {user.address!r} is inactive and cannot be the primary contact")
-        if organisation.primary_contact_id == user.id and PRIMARY_CONTACT_LEFT not in organisation.flags:
-            return organisation
-        await self.store.organisations.set_primary_contact(organisation.id, user.id)
-        await self.store.organisations.set_flags(organisation.id, set(organisation.flags) - {PRIMARY_CONTACT_LEFT})
-        after = await self._organisation(organisation.id)
-        await self._audit_organisation("primary.set", organisation, after)
-        return after
-
     # -- users -------------------------------------------------------------------------------------------------
 
     async def add_user(self, address: str, organisation_name: str, *, manager: bool = False,
-                       authorised: bool = False, language: str | None = None, name: str = "") -> User:
+                       authorised: bool = False, language: str | None = None, name: str = "",
+                       phone: str = "") -> User:
         """Register a new address as a member of an organisation and send it a verification link."""
         address = _address(address)
+        _manager_needs_authorisation(address, manager, authorised)
         organisation = await self.organisation(organisation_name)
         existing = await self.store.users.by_address(address)
         if existing is not None and existing.organisation_id is None:
             raise AdminError(f"address {address!r} is already known ({existing.status}, no organisation): "
                              f"use 'mailticketd user assign {address} --org ORGANISATION'")
         await self._free_address(address, organisation)
-        user = await self.store.users.create(address, name=name, organisation_id=organisation.id,
-                                             role="manager" if manager else "user", authorised=authorised,
-                                             language=language, status="active")
+        user = await self.store.users.create(address, name=" ".join(name.split()), organisation_id=organisation.id,
+                                             role="manager" if authorised else "user", authorised=authorised,
+                                             language=language, status="active", phone=" ".join(phone.split()))
         await self._audit("user.add", address, None, user)
         await self._welcome(user, organisation.name)
         return user
@@ -129,21 +125,23 @@ class DirectoryAdmin(VmAdmin):
         """Put a known address without organisation (met in a mail) into one."""
         organisation = await self.organisation(organisation_name)
         user = await self.user(address)
+        _manager_needs_authorisation(user.address, manager, authorised)
         if user.status == "inactive":
             raise AdminError(f"user {user.address!r} is inactive")
         await self._free_address(user.address, organisation)
         never_verified = user.status == "unverified"
-        user = await self._join(user, organisation, manager=manager, authorised=authorised, language=language)
+        user = await self._join(user, organisation, authorised=authorised, language=language)
         if never_verified:  # registered by staff now (active); the link lets them set a password
             await self._welcome(user, organisation.name)
         return user
 
     async def authorise(self, address: str) -> User:
-        """Make a member an authorised contact without end date."""
+        """Make a member an authorised contact without end date, and so a manager."""
         user = await self._member(address)
-        if user.authorised and user.authorised_until is None:
+        if user.authorised and user.authorised_until is None and user.role == "manager":
             return user
         await self.store.users.set_authorisation(user.id, True)
+        await self.store.users.set_role(user.id, "manager")
         return await self._changed("user.authorise", user)
 
     async def authorise_temporarily(self, address: str, *, until: date, note: str) -> User:
@@ -162,74 +160,46 @@ class DirectoryAdmin(VmAdmin):
         if others:
             raise AdminError(f"organisation {user.organisation!r} has authorised contacts ({', '.join(others)}): "
                              "a temporary authorisation is only for an organisation without any")
-        if user.authorised_until == until.isoformat() and user.authorisation_note == note:
+        if user.authorised_until == until.isoformat() and user.authorisation_note == note and user.role == "manager":
             return user
         await self.store.users.set_authorisation(user.id, True, until=until.isoformat(), note=note)
-        return await self._changed("user.authorise", user)
+        await self.store.users.set_role(user.id, "manager")
+        after = await self._changed("user.authorise", user)
+        # The person learns that they may act for the organisation, until when, and what for.
+        context = {"recipient": _person(after), "organisation": after.organisation, "until": until.isoformat(),
+                   "login_url": login_url(self.config.http.base_url)}
+        await self._send(Letter("authorisation", "temporary_authorisation", after.address, context,
+                                self._language(after), after.name))
+        return after
 
     async def deauthorise(self, address: str) -> User:
+        """Withdraw the authorisation and with it the manager role; if nobody authorised is left, tell operators."""
         user = await self._member(address)
-        if not user.authorised:
+        if not user.authorised and user.role == "user":
             return user
         await self.store.users.set_authorisation(user.id, False)
-        return await self._changed("user.deauthorise", user)
+        await self.store.users.set_role(user.id, "user")
+        after = await self._changed("user.deauthorise", user)
+        assert user.organisation_id is not None
+        if is_authorised(user, self.now) and not await self.authorised_contacts(user.organisation_id):
+            await self._tell_operators(await self._organisation(user.organisation_id), after, "deauthorised", [])
+        return after
 
     async def set_role(self, address: str, role: str) -> User:
+        """The role follows the authorisation: this only confirms it, or says which command changes it."""
         if role not in ROLES:
             raise AdminError(f"unknown role {role!r} (expected {' or '.join(ROLES)})")
         user = await self._member(address)
+        if role == "manager" and not user.authorised:
+            raise AdminError(f"user {user.address!r} is not an authorised contact, and only authorised contacts "
+                             f"may be managers: use 'mailticketd user authorise {user.address}'")
+        if role == "user" and user.authorised:
+            raise AdminError(f"user {user.address!r} is an authorised contact, and authorised contacts are "
+                             f"managers: use 'mailticketd user deauthorise {user.address}'")
         if user.role == role:
             return user
         await self.store.users.set_role(user.id, role)
         return await self._changed("user.role", user)
-
-    async def set_monitoring_contact(self, address: str, monitoring: bool) -> User:
-        """Set or clear the monitoring-contact flag; setting one clears the organisation's reminder to."""
-        user = await self._member(address) if monitoring else await self.user(address)
-        if user.monitoring_contact == monitoring:
-            return user
-        await self.store.users.set_monitoring_contact(user.id, monitoring)
-        user = await self._changed("monitoring.set" if monitoring else "monitoring.unset", user)
-        if monitoring and user.organisation_id is not None:
-            organisation = await self._organisation(user.organisation_id)
-            if MONITORING_CONTACT_LEFT in organisation.flags:
-                await self.store.organisations.set_flags(organisation.id,
-                                                         set(organisation.flags) - {MONITORING_CONTACT_LEFT})
-                await self._audit_organisation("org.flags", organisation, await self._organisation(organisation.id))
-        return user
-
-    async def deactivate(self, address: str) -> tuple[User, list[str]]:
-        """Mark a user who left; if they were primary or monitoring contact, flag the organisation and ask its
-        authorised contacts for a replacement.  Returns the user and the addresses asked."""
-        user = await self.user(address)
-        if user.status == "inactive":
-            return user, []
-        await self.store.users.deactivate(user.id)
-        after = await self._changed("user.deactivate", user)
-        if user.organisation_id is None:
-            return after, []
-        organisation = await self._organisation(user.organisation_id)
-        roles = [role for role, held in (("primary", organisation.primary_contact_id == user.id),
-                                         ("monitoring", user.monitoring_contact)) if held]
-        if not roles:
-            return after, []
-        flags = set(organisation.flags)
-        if "primary" in roles:
-            flags.add(PRIMARY_CONTACT_LEFT)
-            await self.store.organisations.set_primary_contact(organisation.id, None)
-        if "monitoring" in roles:
-            flags.add(MONITORING_CONTACT_LEFT)
-        await self.store.organisations.set_flags(organisation.id, flags)
-        await self._audit_organisation("org.contact-left", organisation, await self._organisation(organisation.id))
-        asked = []
-        for member in await self.store.users.members(organisation.id):
-            if is_authorised(member, self.now):
-                context = {"recipient": _person(member), "organisation": organisation.name,
-                           "left": _person(user), "roles": roles}
-                await self._send(Letter("contact-left", "contact_left", member.address, context,
-                                        self._language(member), member.name))
-                asked.append(member.address)
-        return after, asked
 
     async def delete_user(self, address: str) -> User:
         """Remove a user entered by mistake: never one with tickets, never a primary or monitoring contact."""
@@ -275,10 +245,9 @@ class DirectoryAdmin(VmAdmin):
             raise AdminError(f"user {user.address!r} is inactive (has left {user.organisation!r})")
         return user
 
-    async def _join(self, user: User, organisation: Organisation, *, manager: bool, authorised: bool,
-                    language: str | None) -> User:
+    async def _join(self, user: User, organisation: Organisation, *, authorised: bool, language: str | None) -> User:
         await self.store.users.assign(user.id, organisation.id)
-        await self.store.users.set_role(user.id, "manager" if manager else "user")
+        await self.store.users.set_role(user.id, "manager" if authorised else "user")
         if authorised:
             await self.store.users.set_authorisation(user.id, True)
         if language:
@@ -292,12 +261,12 @@ class DirectoryAdmin(VmAdmin):
 
     async def _audit(self, action: str, subject: str, before: User | None, after: User | None) -> None:
         await self.store.audit.record(at=self.now, actor=self.actor, action=action, subject=subject,
-                                      before=_user_state(before), after=_user_state(after))
+                                      before=_user_state(before), after=_user_state(after), request=self.request)
 
     async def _audit_organisation(self, action: str, before: Organisation | None, after: Organisation) -> None:
         await self.store.audit.record(at=self.now, actor=self.actor, action=action, subject=after.name,
                                       before=await self._organisation_state(before),
-                                      after=await self._organisation_state(after))
+                                      after=await self._organisation_state(after), request=self.request)
 
     async def _organisation(self, organisation_id: int) -> Organisation:
         found = await self.store.organisations.by_id(organisation_id)
@@ -338,13 +307,19 @@ def _address(text: str) -> str:
     return address
 
 
+def _manager_needs_authorisation(address: str, manager: bool, authorised: bool) -> None:
+    if manager and not authorised:
+        raise AdminError(f"only authorised contacts may be managers: add --authorised, or later use "
+                         f"'mailticketd user authorise {address}'")
+
+
 def _user_state(user: User | None) -> dict[str, Any] | None:
     if user is None:
         return None
     return {"address": user.address, "organisation": user.organisation, "status": user.status, "role": user.role,
             "authorised": user.authorised, "authorised_until": user.authorised_until,
             "authorisation_note": user.authorisation_note, "monitoring_contact": user.monitoring_contact,
-            "language": user.language}
+            "language": user.language, "name": user.name, "phone": user.phone}
 
 
 def _person(user: User) -> dict[str, str]:

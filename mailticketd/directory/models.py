@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 # Organisation flags set when a contact leaves and cleared when staff name a replacement.
 PRIMARY_CONTACT_LEFT = "primary-contact-left"
@@ -34,11 +35,20 @@ class User:
     authorisation_note: str | None = None  # why a temporary authorisation was granted
     verified_at: str | None = None  # when the person proved the address through a link
     delivery_failure: str | None = None  # the last permanent delivery failure to this address
+    phone: str = ""  # how a contact (e.g. the monitoring contact) is reached by phone
 
     @property
     def is_manager(self) -> bool:
-        """A manager of an organisation acts on all of its tickets, while active."""
-        return self.role == "manager" and self.status == "active" and self.organisation_id is not None
+        """A manager of an organisation acts on all of its tickets, while active and authorised.
+
+        The role goes with the authorisation (DESIGN §1): a manager whose
+        temporary authorisation has ended is a normal user again from the
+        next day (UTC), like ``policy.is_authorised``, without anyone acting.
+        """
+        if self.role != "manager" or self.status != "active" or self.organisation_id is None or not self.authorised:
+            return False
+        today = datetime.now(timezone.utc).date().isoformat()
+        return self.authorised_until is None or today <= self.authorised_until
 
     @property
     def is_temporary(self) -> bool:

@@ -10,6 +10,7 @@ from mailticketd.tickets.models import Ticket
 OPERATOR = "operator"
 INACTIVE = "inactive"
 UNVERIFIED = "unverified"
+CONFIRMED = "confirmed"  # proved the address through the link, but belongs to no organisation
 OTHER_ORGANISATION = "other-organisation"
 AUTHORISED = "authorised"
 MEMBER = "user"
@@ -66,12 +67,24 @@ def author_status(user: User | None, organisation_id: int | None, *, operator: b
         return UNKNOWN
     if user.status == "inactive":
         return INACTIVE
-    if user.status == "unverified" and user.organisation_id is None:
-        return UNVERIFIED
+    if user.organisation_id is None:
+        return standing(user, now)
     if organisation_id is not None and user.organisation_id != organisation_id:
         return OTHER_ORGANISATION
+    return standing(user, now)
+
+
+def standing(user: User, now: datetime) -> str:
+    """A person's standing on their own, as the CLI ``users`` and the operator notices name it.
+
+    Someone in no organisation is ``unverified`` until they prove the address
+    through a link and ``confirmed`` after: the link proves the address, it
+    makes nobody a registered user of an organisation.
+    """
+    if user.status == "inactive":
+        return INACTIVE
     if user.organisation_id is None:
-        return UNVERIFIED
+        return CONFIRMED if user.verified_at is not None and user.status == "active" else UNVERIFIED
     if is_authorised(user, now):
         return AUTHORISED
     return MEMBER

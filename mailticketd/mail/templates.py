@@ -15,13 +15,15 @@ import jinja2
 
 from mailticketd.config import LANGUAGES
 
-_TICKET = {"number": 10042, "tag": "[MH#10042]", "subject": "Server down", "organisation": "Example GmbH"}
+_TICKET = {"number": 10042, "tag": "[MH#10042]", "subject": "Server down", "organisation": "Example GmbH",
+           "representation": {"unrepresented": True, "temporary": [{"address": "md@example.com",
+                                                                     "until": "2026-12-31"}]}}
 _RECIPIENT = {"address": "anna@example.com", "name": "Anna"}
 
 # Every template with a context like the ones the daemon passes.
 SAMPLES: dict[str, dict[str, Any]] = {
     "ack": {"ticket": _TICKET, "recipient": _RECIPIENT, "verification_url": "https://x/verify/t",
-            "verification_hours": 72, "login_url": "https://x/login",
+            "verification_hours": 72, "login_url": "https://x/login", "no_authorised_contact": True,
             "hints": {"subject": "Hilfe", "vm_scheme": "de-XX-srv-XXXX", "vms": ["de-fr-srv-0815"], "topics": True}},
     "no_subject": {},
     "split": {"ticket": _TICKET, "from_ticket": _TICKET, "recipient": _RECIPIENT},
@@ -42,7 +44,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "sender_check": "unverified",
         "vms": [{"name": "de-fr-srv-0815", "organisation": "Other AG", "flags": ["other-organisation"]}],
         "flags": ["refused-reference:10001:tag"], "attachments": [{"name": "a.pdf", "size": 10}], "text": "Hi",
-        "via_web": True, "tag_prefix": "MH#",
+        "via_web": True, "tag_prefix": "MH#", "former_organisation": "Example GmbH",
         "recipients": [{"address": "anna@example.com", "name": "Anna", "status": "authorised"},
                        {"address": "x@other.example", "name": "", "status": "unverified"}],
     },
@@ -59,6 +61,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                         "original_subject": "[MH#10042] Server down"},
     "welcome": {"recipient": _RECIPIENT, "organisation": "Example GmbH", "authorised": True, "manager": True,
                 "verification_url": "https://x/verify/t", "verification_hours": 72, "login_url": "https://x/login"},
+    "temporary_authorisation": {"recipient": _RECIPIENT, "organisation": "Example GmbH", "until": "2026-12-31",
+                                "login_url": "https://x/login"},
+    "no_authorised_contact": {"organisation": "Example GmbH", "person": {"address": "bob@example.com", "name": "Bob"},
+                              "cause": "left", "roles": ["primary"]},
     "contact_left": {"recipient": _RECIPIENT, "organisation": "Example GmbH",
                      "left": {"address": "bob@example.com", "name": "Bob"}, "roles": ["primary", "monitoring"]},
 }

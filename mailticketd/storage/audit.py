@@ -21,6 +21,7 @@ class AuditEntry:
     subject: str  # the organisation's name, the user's address or the VM's name
     before: dict[str, Any] | None  # None: the subject did not exist before
     after: dict[str, Any] | None  # None: the subject is gone
+    request: dict[str, Any] | None = None  # a change made by mail: the ticket, its requester, an override
 
 
 def _state(text: str | None) -> dict[str, Any] | None:
@@ -36,11 +37,13 @@ class AuditRepository:
         self.conn = conn
 
     async def record(self, *, at: datetime, actor: str, action: str, subject: str,
-                     before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+                     before: dict[str, Any] | None, after: dict[str, Any] | None,
+                     request: dict[str, Any] | None = None) -> int:
         """Append one entry; it commits (or not) with the change it describes."""
         cursor = await self.conn.execute(
-            "INSERT INTO audit_log (at, actor, action, subject, before_state, after_state)"
-            " VALUES (?, ?, ?, ?, ?, ?)", (iso(at), actor, action, subject, _text(before), _text(after)),
+            "INSERT INTO audit_log (at, actor, action, subject, before_state, after_state, request)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (iso(at), actor, action, subject, _text(before), _text(after), _text(request)),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -49,9 +52,10 @@ class AuditRepository:
         """Entries in the order they were written, optionally only those about ``subject``."""
         where, params = ("WHERE subject = ? COLLATE NOCASE", (subject,)) if subject else ("", ())
         async with self.conn.execute(
-            f"SELECT id, at, actor, action, subject, before_state, after_state FROM audit_log {where} ORDER BY id",
+            "SELECT id, at, actor, action, subject, before_state, after_state, request"
+            f" FROM audit_log {where} ORDER BY id",
             params,
         ) as cursor:
             return [AuditEntry(id=values[0], at=values[1], actor=values[2], action=values[3], subject=values[4],
-                               before=_state(values[5]), after=_state(values[6]))
+                               before=_state(values[5]), after=_state(values[6]), request=_state(values[7]))
                     for values in await cursor.fetchall()]

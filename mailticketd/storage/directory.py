@@ -14,7 +14,7 @@ from mailticketd.directory.models import Organisation, User, Vm
 
 _USER_COLUMNS = """u.id, u.address, u.name, u.organisation_id, o.name, u.status, u.role,
     u.authorised, u.monitoring_contact, u.language, u.authorised_until, u.authorisation_note, u.verified_at,
-    u.delivery_failure"""
+    u.delivery_failure, u.phone"""
 _USER_FROM = "users u LEFT JOIN organisations o ON o.id = u.organisation_id"
 _ORGANISATION_COLUMNS = "id, name, primary_contact_id, flags, created_at"
 
@@ -24,7 +24,7 @@ def _user(values: aiosqlite.Row) -> User:
         id=values[0], address=values[1], name=values[2], organisation_id=values[3], organisation=values[4],
         status=values[5], role=values[6], authorised=bool(values[7]), monitoring_contact=bool(values[8]),
         language=values[9], authorised_until=values[10], authorisation_note=values[11], verified_at=values[12],
-        delivery_failure=values[13],
+        delivery_failure=values[13], phone=values[14],
     )
 
 
@@ -119,12 +119,14 @@ class UserRepository:
         role: str = "user",
         authorised: bool = False,
         language: str | None = None,
+        phone: str = "",
     ) -> User:
         """Register ``address`` (stored lower-cased; unique across all organisations)."""
         await self.conn.execute(
-            "INSERT INTO users (address, name, organisation_id, status, role, authorised, language, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (address.lower(), name, organisation_id, status, role, int(authorised), language, iso(utc_now())),
+            "INSERT INTO users (address, name, organisation_id, status, role, authorised, language, phone,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (address.lower(), name, organisation_id, status, role, int(authorised), language, phone,
+             iso(utc_now())),
         )
         user = await self.by_address(address)
         assert user is not None
@@ -166,13 +168,28 @@ class UserRepository:
     async def set_monitoring_contact(self, user_id: int, monitoring: bool) -> None:
         await self.conn.execute("UPDATE users SET monitoring_contact = ? WHERE id = ?", (int(monitoring), user_id))
 
+    async def set_contact_details(self, user_id: int, *, name: str | None = None, phone: str | None = None) -> None:
+        """Change the name and/or the phone number a contact is reached by; None keeps the stored value."""
+        await self.conn.execute("UPDATE users SET name = COALESCE(?, name), phone = COALESCE(?, phone) WHERE id = ?",
+                                (name, phone, user_id))
+
+    async def undeliverable(self, user_id: int) -> bool:
+        """True if the last mail to this user failed for good: a failure recorded after the last mail sent."""
+        async with self.conn.execute(
+            "SELECT u.delivery_failed_at IS NOT NULL AND u.delivery_failed_at >= COALESCE("
+            " (SELECT MAX(x.sent_at) FROM outbox x WHERE x.rcpt_to = u.address AND x.status = 'sent'), '')"
+            " FROM users u WHERE u.id = ?", (user_id,),
+        ) as cursor:
+            values = await cursor.fetchone()
+        return bool(values and values[0])
+
     async def set_language(self, user_id: int, language: str | None) -> None:
         await self.conn.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
 
     async def deactivate(self, user_id: int) -> None:
-        """Mark a user who left: inactive, no longer authorised or monitoring contact; the row stays."""
+        """Mark a user who left: inactive, no longer authorised, manager or monitoring contact; the row stays."""
         await self.conn.execute(
-            "UPDATE users SET status = 'inactive', authorised = 0, authorised_until = NULL,"
+            "UPDATE users SET status = 'inactive', role = 'user', authorised = 0, authorised_until = NULL,"
             " authorisation_note = NULL, monitoring_contact = 0 WHERE id = ?", (user_id,)
         )
         # Someone who left is logged out everywhere, and no link of theirs works any more.

@@ -117,6 +117,8 @@ class VerificationDesk:
             state = link_state(link, now)
             if state == VALID:
                 return Outcome(VALID, user)
+            if user.status == "inactive":
+                return Outcome(state, user)  # someone who left gets no new link, and the page says nothing of why
             if await store.outbox.count_recent(user.address, ("verify",), now - RENEWAL_WINDOW) >= RENEWALS_PER_WINDOW:
                 return Outcome(LIMITED, user)
             fresh = await issue_verification(store, user.id, hours=hours, now=now)

@@ -65,7 +65,8 @@ class OrganisationPages:
         rows = [{"name": person.name, "address": person.address, "manager": person.is_manager,
                  "authorised": is_authorised(person, now), "until": person.authorised_until if person.is_temporary
                  else None, "primary": organisation.primary_contact_id == person.id,
-                 "monitoring": person.monitoring_contact} for person in people]
+                 "monitoring": person.monitoring_contact,
+                 "phone": person.phone if person.monitoring_contact else ""} for person in people]
         return self.site.page(request, "organisation", status=status, organisation=organisation.name, people=rows,
                               may_request=is_authorised(user, now), problem=problem, kind=kind,
                               values={name: (form.get(name) if form else "") for name in

@@ -19,7 +19,7 @@ _USER = {"name": "Anna Muster", "address": "anna@example.com", "manager": True}
 _TICKET = {"number": 10042, "tag": "[MH#10042]", "subject": "Server down", "status": "waiting",
            "created": "01.12.2026 09:00", "updated": "01.12.2026 10:00", "closed": True, "reopens": False}
 _PERSON = {"name": "Anna Muster", "address": "anna@example.com", "manager": True, "authorised": True,
-           "until": "2026-12-31", "primary": True, "monitoring": True}
+           "until": "2026-12-31", "primary": True, "monitoring": True, "phone": "+49 30 1234"}
 _REQUEST_VALUES = {"name": "", "address": "", "phone": "", "role": "primary", "note": "", "who": ""}
 
 # Every page with a context like the one the web handlers pass (the layout's user, csrf and prefix included).

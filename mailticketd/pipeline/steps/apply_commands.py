@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mailticketd.directory.admin import DirectoryAdmin
 from mailticketd.directory.errors import AdminError
+from mailticketd.directory.models import Organisation, User
+from mailticketd.directory.policy import is_authorised
 from mailticketd.pipeline.context import Context
 from mailticketd.tickets.split import split_off
 
 STATUS_COMMANDS = {"#close": "closed", "#pending": "pending", "#open": "open"}
-# Requests of the ticket's organisation that operators carry out by mail, as the staff CLI would.
+# Requests of the ticket's organisation that operators carry out by mail, as the staff CLI would; only if the
+# ticket's requester is an authorised contact of it, unless the operator adds "!" (``#primary! addr``).
 DIRECTORY_COMMANDS = ("#primary", "#authorise", "#adduser", "#monitoring", "#left")
-VALID_COMMANDS = ("#note", "#close", "#pending", "#open", "#assign <operator>", "#split <subject>", "#primary <address>",
-                  "#authorise <address>", "#adduser <address>", "#monitoring <address>", "#left <address>")
+OVERRIDE = "!"
+VALID_COMMANDS = ("#note", "#close", "#pending", "#open", "#assign <operator>", "#split <subject>",
+                  "#primary <address>", "#authorise <address>", "#adduser <address>",
+                  "#monitoring <address> [<phone>] [<name>]", "#left <address>",
+                  "#primary! <address> (and so on: even if the requester is not authorised)")
+# The phone number after a monitoring contact's address; the rest of the line is the name.
+_PHONE = re.compile(r"^[+(0-9][0-9 ()/.-]{2,39}(?=\s|$)")
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class ApplyCommands:
                 status = STATUS_COMMANDS[command]
             elif command == "#assign" and argument.lower() in ctx.config.operators.addresses:
                 assignee = argument.lower()
-            elif command in DIRECTORY_COMMANDS and argument:
+            elif command.removesuffix(OVERRIDE) in DIRECTORY_COMMANDS and argument:
                 directory.append((command, argument))
             else:
                 unknown.append(f"{command} {argument}".strip())
@@ -84,6 +93,8 @@ async def _directory(ctx: Context, commands: list[tuple[str, str]]) -> bool:
     assert ctx.ticket is not None and ctx.author_address is not None
     organisation = (await ctx.store.organisations.by_id(ctx.ticket.organisation_id)
                     if ctx.ticket.organisation_id else None)
+    requester_id = ctx.ticket.requester_id
+    requester = (await ctx.store.users.by_ids([requester_id])).get(requester_id) if requester_id else None
     admin = DirectoryAdmin(ctx.store, ctx.config, ctx.services.mailer, actor=ctx.author_address, now=ctx.now)
     results: list[CommandResult] = []
     try:
@@ -93,7 +104,8 @@ async def _directory(ctx: Context, commands: list[tuple[str, str]]) -> bool:
                 try:
                     if organisation is None:
                         raise AdminError(f"ticket {ctx.ticket.number} belongs to no organisation")
-                    await _carry_out(admin, command, argument, organisation.name)
+                    admin.request = _requested(ctx, command, argument, requester, organisation)
+                    await _carry_out(admin, command.removesuffix(OVERRIDE), argument, organisation.name)
                 except AdminError as refusal:
                     error = str(refusal)
                 results.append(CommandResult(command, argument, error))
@@ -107,7 +119,28 @@ async def _directory(ctx: Context, commands: list[tuple[str, str]]) -> bool:
     return True
 
 
-async def _carry_out(admin: DirectoryAdmin, command: str, address: str, organisation: str) -> None:
+def _requested(ctx: Context, command: str, argument: str, requester: User | None,
+               organisation: Organisation) -> dict[str, object]:
+    """What the audit entry records about the request; refused unless its requester is authorised or the operator
+    overrides with ``!``."""
+    assert ctx.ticket is not None
+    authorised = (requester is not None and requester.organisation_id == organisation.id
+                  and is_authorised(requester, ctx.now))
+    override = command.endswith(OVERRIDE)
+    if not authorised and not override:
+        who = f"{requester.address!r}" if requester is not None else "unknown"
+        raise AdminError(f"the ticket's requester {who} is not an authorised contact of {organisation.name!r}, "
+                         "and only an authorised contact may ask for this: if the request is confirmed otherwise "
+                         f"(e.g. by phone), write '{command}{OVERRIDE} {argument}' to carry it out anyway")
+    return {"ticket": ctx.ticket.number, "tag": ctx.services.mailer.tag(ctx.ticket),
+            "requester": requester.address if requester is not None else None,
+            "requester_authorised": authorised, "override": not authorised}
+
+
+async def _carry_out(admin: DirectoryAdmin, command: str, argument: str, organisation: str) -> None:
+    address, details = argument, ""
+    if command == "#monitoring":
+        address, _, details = argument.partition(" ")
     if command == "#primary":
         await admin.set_primary_contact(organisation, address)
     elif command in ("#authorise", "#monitoring", "#left"):
@@ -116,8 +149,11 @@ async def _carry_out(admin: DirectoryAdmin, command: str, address: str, organisa
             raise AdminError(f"user {user.address!r} is not a member of {organisation!r}")
         if command == "#authorise":
             await admin.authorise(address)
-        elif command == "#monitoring":
-            await admin.set_monitoring_contact(address, True)
+        elif command == "#monitoring":  # "#monitoring <address> [<phone>] [<name>]"
+            phone = _PHONE.match(details.strip())
+            name = details.strip()[phone.end():] if phone else details
+            await admin.set_monitoring_contact(address, True, name=name.strip() or None,
+                                               phone=phone.group(0).strip() if phone else None)
         else:  # the person left: inactive, logged out, replacements asked for
             await admin.deactivate(address)
     else:

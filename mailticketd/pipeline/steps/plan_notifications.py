@@ -7,6 +7,7 @@ from typing import Any
 
 from mailticketd.directory.models import User
 from mailticketd.directory.policy import author_status
+from mailticketd.directory.representation import representation
 from mailticketd.directory.verification import issue_verification, login_url, verification_url
 from mailticketd.mail.authresults import sender_check
 from mailticketd.pipeline.context import Context
@@ -29,6 +30,9 @@ class PlanNotifications:
             return
         summary = await ctx.store.tickets.summary(ctx.ticket.number)
         ticket = ctx.services.mailer.ticket_context(ctx.ticket, summary.organisation if summary else None)
+        customer_mail = not ctx.operator and ctx.kind == "mail"
+        ticket["representation"] = await representation(
+            ctx.store, ctx.ticket.organisation_id if customer_mail else None, ctx.now)
         if ctx.operator:
             if ctx.kind in ("reply", "note"):
                 await _from_operator(ctx, ticket)
@@ -61,6 +65,8 @@ async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> N
                "recipients": [{"address": user.address, "name": user.name,
                                "status": author_status(user, ctx.ticket.organisation_id, operator=False, now=ctx.now)}
                               for user in await _customers(ctx)],
+               "former_organisation": ctx.sender.organisation if ctx.sender and ctx.sender.status == "inactive"
+               else None,
                "attachments": [{"name": a.name, "size": a.size} for a in ctx.mail.attachments]}
     for operator in ctx.config.operators.addresses:
         if operator != ctx.author_address:
@@ -81,7 +87,10 @@ async def _acknowledge(ctx: Context, ticket: dict[str, Any]) -> None:
         url = verification_url(ctx.config.http.base_url, token)
     context: dict[str, Any] = {"ticket": ticket, "recipient": _person(sender), "verification_url": url,
                                "verification_hours": hours, "login_url": login_url(ctx.config.http.base_url),
-                               "hints": await hints(ctx)}
+                               "hints": await hints(ctx),
+                               # a member of an organisation nobody may instruct for learns how to change that
+                               "no_authorised_contact": ticket["representation"]["unrepresented"]
+                               and ctx.ticket is not None and sender.organisation_id == ctx.ticket.organisation_id}
     await _send(ctx, Letter("ack", "ack", sender.address, context, _language(ctx, sender), sender.name,
                             AUTO_REPLIED))
 
@@ -96,14 +105,17 @@ async def _not_enabled(ctx: Context, ticket: dict[str, Any], sender: User) -> No
 
 
 async def _copy_primary_contact(ctx: Context, ticket: dict[str, Any]) -> None:
-    """The organisation's primary contact sees its new tickets, if they may see all of them (a manager)."""
+    """The organisation's primary contact, the first to receive what the provider sends, gets a copy of each new
+    ticket, whatever their role."""
     if not ctx.config.notify.primary_contact_copies or ctx.ticket is None or ctx.ticket.organisation_id is None:
         return
     organisation = await ctx.store.organisations.by_id(ctx.ticket.organisation_id)
     if organisation is None or organisation.primary_contact_id is None:
         return
     contact = (await ctx.store.users.by_ids([organisation.primary_contact_id])).get(organisation.primary_contact_id)
-    if contact is None or not contact.is_manager or contact.id == (ctx.sender.id if ctx.sender else None):
+    if contact is None or contact.status == "inactive" or contact.organisation_id != organisation.id:
+        return
+    if contact.id == (ctx.sender.id if ctx.sender else None):
         return
     context = {"ticket": ticket, "recipient": _person(contact), "author": ctx.author_address,
                "text": ctx.visible_text}
