@@ -138,3 +138,20 @@ async def test_every_footer_names_the_provider(tmp_path: Path) -> None:
         await deliver(daemon, make_mail(MEMBER, subject="Backup von de-fr-srv-0815"))
         [ack] = await mails_to(sink, 1, where=to(MEMBER))
         assert body_of(parsed(ack)).replace("\r\n", "\n").rstrip().endswith("-- \nIhr Support-Team\nExample Hosting GmbH")
+
+
+async def test_refusals_speak_the_operators_language(tmp_path: Path) -> None:
+    """A refused request is explained in the desk's language (English here), with the line that overrides it."""
+    async with desk(tmp_path, mail={"default_language": "en"}) as (daemon, sink):
+        await organisation(daemon)
+        await deliver(daemon, make_mail(MEMBER, subject="Our colleague left (de-fr-srv-0815)"))
+        [notice] = await mails_to(sink, 1, where=to(OPERATOR))
+        reply_to = str(parsed(notice)["Reply-To"])
+        await deliver(daemon, make_mail(OPERATOR, to=reply_to, subject="Re: [MH#10000] Our colleague left",
+                                        body=f"#left {MANAGER}\nDone."), mail_from=OPERATOR, rcpt=[reply_to])
+        await quiet(daemon)
+        [refusal] = [item for item in sink.received if OPERATOR in item.rcpt_tos
+                     and "Refused" in str(parsed(item)["Subject"])]
+        text = " ".join(body_of(parsed(refusal)).split())
+        assert f"The ticket's requester ({MEMBER}) is not an authorised contact of Kunde GmbH." in text
+        assert f"write: #left! {MANAGER}" in text

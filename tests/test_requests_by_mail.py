@@ -115,7 +115,7 @@ async def test_refused_request_changes_nothing_and_sends_nothing_to_the_customer
         [result] = [item for item in sink.received if OPERATOR in item.rcpt_tos
                     and "Abgelehnt" in parsed(item)["Subject"]]
         text = body_of(parsed(result))
-        assert "#primary fremd@andere.example: abgelehnt: user 'fremd@andere.example' belongs to" in text
+        assert "#primary fremd@andere.example: abgelehnt: fremd@andere.example gehört nicht zu Kunde GmbH." in text
         assert not [item for item in sink.received if "chef@kunde.example" in item.rcpt_tos
                     and b"Erledigt." in item.raw]
         assert (await ticket(daemon, 10000))["articles"][-1]["kind"] == "note"

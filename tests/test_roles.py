@@ -152,8 +152,10 @@ async def test_a_request_from_a_requester_who_is_not_authorised_is_refused_until
         [refusal] = [item for item in sink.received if OPERATOR in item.rcpt_tos
                      and "Abgelehnt" in str(parsed(item)["Subject"])]
         text = " ".join(body_of(parsed(refusal)).split())
-        assert "the ticket's requester 'azubi@kunde.example' is not an authorised contact of 'Kunde GmbH'" in text
-        assert "write '#primary! azubi@kunde.example' to carry it out anyway" in text
+        # In the operator's language (German here), with the line that overrides.
+        assert ("Der Absender des Tickets (azubi@kunde.example) ist kein weisungsberechtigter Kontakt von "
+                "Kunde GmbH.") in text
+        assert "schreiben Sie: #primary! azubi@kunde.example" in text
         assert not [item for item in sink.received if b"Erledigt." in item.raw and OPERATOR not in item.rcpt_tos]
         async with daemon.db.read() as store:
             organisation = await store.organisations.by_name(KUNDE)

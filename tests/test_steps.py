@@ -12,7 +12,7 @@ from mailticketd.clock import utc_now
 from mailticketd.mail.parse import parse_mail
 from mailticketd.mail.reply import new_text, visible_text
 from mailticketd.pipeline.context import Candidate, Context, Envelope
-from mailticketd.pipeline.steps.apply_commands import split_commands
+from mailticketd.pipeline.commands import split_commands
 from mailticketd.pipeline.steps.authorise import Authorise
 from mailticketd.pipeline.steps.link_vms import LinkVms
 from mailticketd.pipeline.steps.resolve_ticket import ResolveTicket

@@ -59,7 +59,7 @@ class DirectoryAdmin(ContactAdmin, VmAdmin):
     async def user(self, address: str) -> User:
         found = await self.store.users.by_address(address.strip())
         if found is None:
-            raise AdminError(f"unknown user {address!r}")
+            raise AdminError(f"unknown user {address!r}", "unknown-user", address=address.strip())
         return found
 
     async def _reload(self, user: User) -> User:
@@ -127,7 +127,7 @@ class DirectoryAdmin(ContactAdmin, VmAdmin):
         user = await self.user(address)
         _manager_needs_authorisation(user.address, manager, authorised)
         if user.status == "inactive":
-            raise AdminError(f"user {user.address!r} is inactive")
+            raise AdminError(f"user {user.address!r} is inactive", "inactive", address=user.address)
         await self._free_address(user.address, organisation)
         never_verified = user.status == "unverified"
         user = await self._join(user, organisation, authorised=authorised, language=language)
@@ -224,25 +224,30 @@ class DirectoryAdmin(ContactAdmin, VmAdmin):
     async def _free_address(self, address: str, organisation: Organisation | None = None) -> User | None:
         """The user of ``address`` if it is in no organisation yet; refused if it belongs to one."""
         if self.config.mail.is_local(address) or address in self.config.operators.addresses:
-            raise AdminError(f"address {address!r} is the desk's own or an operator's, not a customer's")
+            raise AdminError(f"address {address!r} is the desk's own or an operator's, not a customer's", "own-address",
+                             address=address)
         user = await self.store.users.by_address(address)
         if user is None or user.organisation_id is None:
             if user is not None and user.status == "inactive":
-                raise AdminError(f"address {address!r} belongs to an inactive user")
+                raise AdminError(f"address {address!r} belongs to an inactive user", "inactive", address=address)
             return user
         if organisation is not None and user.organisation_id == organisation.id:
-            raise AdminError(f"user {address!r} already belongs to organisation {organisation.name!r}")
+            raise AdminError(f"user {address!r} already belongs to organisation {organisation.name!r}",
+                             "already-member", address=address, organisation=organisation.name)
         raise AdminError(f"address {address!r} already belongs to organisation {user.organisation!r}; "
-                         "a person who is a contact for a second organisation needs a second address")
+                         "a person who is a contact for a second organisation needs a second address",
+                         "other-organisation", address=address, organisation=user.organisation or "")
 
     async def _member(self, address: str) -> User:
         """A user who belongs to an organisation and has not left it."""
         user = await self.user(address)
         if user.organisation_id is None:
             raise AdminError(f"user {user.address!r} belongs to no organisation: "
-                             f"use 'mailticketd user assign {user.address} --org ORGANISATION' first")
+                             f"use 'mailticketd user assign {user.address} --org ORGANISATION' first",
+                             "no-organisation", address=user.address)
         if user.status == "inactive":
-            raise AdminError(f"user {user.address!r} is inactive (has left {user.organisation!r})")
+            raise AdminError(f"user {user.address!r} is inactive (has left {user.organisation!r})", "inactive",
+                             address=user.address)
         return user
 
     async def _join(self, user: User, organisation: Organisation, *, authorised: bool, language: str | None) -> User:
@@ -303,7 +308,7 @@ class DirectoryAdmin(ContactAdmin, VmAdmin):
 def _address(text: str) -> str:
     address = text.strip().lower()
     if not _ADDRESS.match(address):
-        raise AdminError(f"{text!r} is not an e-mail address")
+        raise AdminError(f"{text!r} is not an e-mail address", "not-an-address", address=text)
     return address
 
 

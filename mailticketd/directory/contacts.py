@@ -63,9 +63,11 @@ class ContactAdmin:
         if user.organisation_id != organisation.id:
             where = f"organisation {user.organisation!r}" if user.organisation else "no organisation"
             raise AdminError(f"user {user.address!r} belongs to {where}, not to {organisation.name!r}: "
-                             "the primary contact must be a member of the organisation")
+                             "the primary contact must be a member of the organisation", "not-member",
+                             address=user.address, organisation=organisation.name)
         if user.status == "inactive":
-            raise AdminError(f"user {user.address!r} is inactive and cannot be the primary contact")
+            raise AdminError(f"user {user.address!r} is inactive and cannot be the primary contact", "inactive",
+                             address=user.address)
         if organisation.primary_contact_id == user.id and PRIMARY_CONTACT_LEFT not in organisation.flags:
             return organisation
         await self.store.organisations.set_primary_contact(organisation.id, user.id)
@@ -82,7 +84,8 @@ class ContactAdmin:
         name = " ".join(name.split()) if name is not None else None
         phone = " ".join(phone.split()) if phone is not None else None
         if phone and not _PHONE.match(phone):
-            raise AdminError(f"{phone!r} is not a phone number (digits, spaces and + ( ) / - . only)")
+            raise AdminError(f"{phone!r} is not a phone number (digits, spaces and + ( ) / - . only)", "bad-phone",
+                             phone=phone)
         details = (name if name else user.name, phone if phone else user.phone)
         if user.monitoring_contact == monitoring and details == (user.name, user.phone):
             return user

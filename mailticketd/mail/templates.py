@@ -53,7 +53,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                      "message_id": "x@example.com", "received_at": "2026-01-01T00:00:00+00:00"},
     "command_result": {"ticket": _TICKET, "done": False, "results": [
         {"command": "#primary", "argument": "anna@example.com", "error": None},
-        {"command": "#authorise", "argument": "bob@example.com", "error": "unknown user 'bob@example.com'"}]},
+        {"command": "#authorise", "argument": "bob@example.com", "error": "unknown user 'bob@example.com'",
+         "code": "unknown-user", "params": {"address": "bob@example.com"}},
+        {"command": "#left", "argument": "x", "error": "the ticket's requester ...", "code": "requester-not-authorised",
+         "params": {"requester": "a@example.com", "organisation": "Example GmbH", "override": "#left! x"}}]},
     "command_error": {"ticket": _TICKET, "unknown": ["#clsoe"], "valid": ["#note", "#close"]},
     "not_enabled": {"ticket": _TICKET, "recipient": _RECIPIENT},
     "test": {"recipient": "admin@example.com", "transport": "smtp", "sent_at": "2026-01-01T00:00:00+00:00"},

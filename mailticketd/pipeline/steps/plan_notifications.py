@@ -11,10 +11,10 @@ from mailticketd.directory.representation import representation
 from mailticketd.directory.verification import issue_verification, login_url, verification_url
 from mailticketd.mail.authresults import sender_check
 from mailticketd.pipeline.context import Context
-from mailticketd.pipeline.steps.apply_commands import VALID_COMMANDS
+from mailticketd.pipeline.letters import customers, language, person, send
+from mailticketd.pipeline.operator_answers import answer_operator
 from mailticketd.pipeline.steps.check_request import hints
 from mailticketd.outbox.mailer import AUTO_REPLIED, Letter
-from mailticketd.tickets.models import Ticket
 
 # Automatic answers to a sender, limited per address and hour (DESIGN §4).
 AUTOMATIC_KINDS = ("ack", "command-error", "notice")
@@ -35,7 +35,7 @@ class PlanNotifications:
             ctx.store, ctx.ticket.organisation_id if customer_mail else None, ctx.now)
         if ctx.operator:
             if ctx.kind in ("reply", "note"):
-                await _from_operator(ctx, ticket)
+                await answer_operator(ctx, ticket)
         elif ctx.kind == "bounce":
             await _tell_operators(ctx, ticket, "bounce")
         elif ctx.kind == "mail":
@@ -45,13 +45,6 @@ class PlanNotifications:
             elif ctx.decision == "new":
                 await _acknowledge(ctx, ticket)
                 await _copy_primary_contact(ctx, ticket)
-
-
-async def _send(ctx: Context, letter: Letter, ticket: Ticket | None = None) -> None:
-    # An operator's own Message-ID (it names their mail host) never reaches customers.
-    in_reply_to = None if ctx.operator else ctx.mail.message_id
-    await ctx.services.mailer.send(ctx.store, letter, now=ctx.now, ticket=ticket or ctx.ticket,
-                                   in_reply_to=in_reply_to, thread_index=ctx.mail.header("thread-index"))
 
 
 async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> None:
@@ -64,14 +57,14 @@ async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> N
                "sender_check": sender_check(ctx.authentication, ctx.author_address),
                "recipients": [{"address": user.address, "name": user.name,
                                "status": author_status(user, ctx.ticket.organisation_id, operator=False, now=ctx.now)}
-                              for user in await _customers(ctx)],
+                              for user in await customers(ctx)],
                "former_organisation": ctx.sender.organisation if ctx.sender and ctx.sender.status == "inactive"
                else None,
                "attachments": [{"name": a.name, "size": a.size} for a in ctx.mail.attachments]}
     for operator in ctx.config.operators.addresses:
         if operator != ctx.author_address:
-            await _send(ctx, Letter("operator-notice", "operator_notice", operator, context,
-                                    ctx.config.mail.default_language))
+            await send(ctx, Letter("operator-notice", "operator_notice", operator, context,
+                                   ctx.config.mail.default_language))
 
 
 async def _acknowledge(ctx: Context, ticket: dict[str, Any]) -> None:
@@ -85,23 +78,23 @@ async def _acknowledge(ctx: Context, ticket: dict[str, Any]) -> None:
     if sender.status == "unverified":
         token = await issue_verification(ctx.store, sender.id, hours=hours, now=ctx.now)
         url = verification_url(ctx.config.http.base_url, token)
-    context: dict[str, Any] = {"ticket": ticket, "recipient": _person(sender), "verification_url": url,
+    context: dict[str, Any] = {"ticket": ticket, "recipient": person(sender), "verification_url": url,
                                "verification_hours": hours, "login_url": login_url(ctx.config.http.base_url),
                                "hints": await hints(ctx),
                                # a member of an organisation nobody may instruct for learns how to change that
                                "no_authorised_contact": ticket["representation"]["unrepresented"]
                                and ctx.ticket is not None and sender.organisation_id == ctx.ticket.organisation_id}
-    await _send(ctx, Letter("ack", "ack", sender.address, context, _language(ctx, sender), sender.name,
-                            AUTO_REPLIED))
+    await send(ctx, Letter("ack", "ack", sender.address, context, language(ctx, sender), sender.name,
+                           AUTO_REPLIED))
 
 
 async def _not_enabled(ctx: Context, ticket: dict[str, Any], sender: User) -> None:
     """A user who left is told neutrally that the address is not enabled; the mail itself is kept."""
     if ctx.no_auto_reply or not await _may_answer(ctx, sender.address):
         return
-    context = {"ticket": ticket, "recipient": _person(sender)}
-    await _send(ctx, Letter("notice", "not_enabled", sender.address, context, _language(ctx, sender), sender.name,
-                            AUTO_REPLIED))
+    context = {"ticket": ticket, "recipient": person(sender)}
+    await send(ctx, Letter("notice", "not_enabled", sender.address, context, language(ctx, sender), sender.name,
+                           AUTO_REPLIED))
 
 
 async def _copy_primary_contact(ctx: Context, ticket: dict[str, Any]) -> None:
@@ -117,55 +110,9 @@ async def _copy_primary_contact(ctx: Context, ticket: dict[str, Any]) -> None:
         return
     if contact.id == (ctx.sender.id if ctx.sender else None):
         return
-    context = {"ticket": ticket, "recipient": _person(contact), "author": ctx.author_address,
+    context = {"ticket": ticket, "recipient": person(contact), "author": ctx.author_address,
                "text": ctx.visible_text}
-    await _send(ctx, Letter("copy", "copy", contact.address, context, _language(ctx, contact), contact.name))
-
-
-async def _from_operator(ctx: Context, ticket: dict[str, Any]) -> None:
-    assert ctx.ticket is not None and ctx.author_address is not None
-    if "no-new-text-found" in ctx.flags:
-        await _send(ctx, Letter("command-error", "nothing_sent", ctx.author_address, {"ticket": ticket},
-                                ctx.config.mail.default_language))
-        return
-    context: dict[str, Any]
-    if ctx.unknown_commands:
-        context = {"ticket": ticket, "unknown": ctx.unknown_commands, "valid": list(VALID_COMMANDS)}
-        await _send(ctx, Letter("command-error", "command_error", ctx.author_address, context,
-                                ctx.config.mail.default_language))
-        return
-    if ctx.command_results:
-        results = [{"command": r.command, "argument": r.argument, "error": r.error} for r in ctx.command_results]
-        context = {"ticket": ticket, "results": results, "done": not any(r.error for r in ctx.command_results)}
-        await _send(ctx, Letter("command-result", "command_result", ctx.author_address, context,
-                                ctx.config.mail.default_language))
-        if not context["done"]:
-            return
-    customers = await _customers(ctx)
-    if ctx.kind == "reply" and ctx.visible_text.strip():
-        for user in customers:
-            context = {"ticket": ticket, "recipient": _person(user), "text": ctx.visible_text}
-            await _send(ctx, Letter("reply", "reply", user.address, context, _language(ctx, user), user.name))
-    if ctx.status_change in ("closed", "pending"):
-        for user in customers:
-            context = {"ticket": ticket, "recipient": _person(user), "status": ctx.status_change,
-                       "reopen_days": int(ctx.config.tickets.reopen_window_days)}
-            await _send(ctx, Letter("status", "status", user.address, context, _language(ctx, user), user.name))
-    if ctx.split is not None:  # the customers learn the new ticket's tag in a mail of its thread
-        new = ctx.services.mailer.ticket_context(ctx.split, ticket["organisation"])
-        for user in customers:
-            context = {"ticket": new, "from_ticket": ticket, "recipient": _person(user)}
-            await _send(ctx, Letter("split", "split", user.address, context, _language(ctx, user), user.name),
-                        ctx.split)
-
-
-async def _customers(ctx: Context) -> list[User]:
-    """Participants who still receive the ticket's mail: not inactive, not ours."""
-    assert ctx.ticket is not None
-    ids = await ctx.store.tickets.participant_ids(ctx.ticket.id)
-    users = (await ctx.store.users.by_ids(ids)).values()
-    return sorted((user for user in users if user.status != "inactive" and not ctx.is_local_address(user.address)
-                   and not ctx.is_system_address(user.address)), key=lambda user: user.address)
+    await send(ctx, Letter("copy", "copy", contact.address, context, language(ctx, contact), contact.name))
 
 
 async def _may_answer(ctx: Context, address: str) -> bool:
@@ -176,11 +123,3 @@ async def _may_answer(ctx: Context, address: str) -> bool:
         ctx.flags.append("auto-reply-limit-reached")
         return False
     return True
-
-
-def _person(user: User) -> dict[str, str]:
-    return {"address": user.address, "name": user.name}
-
-
-def _language(ctx: Context, user: User) -> str:
-    return ctx.config.mail.language_for(user.language)
