@@ -131,7 +131,8 @@ class ContactAdmin:
                                            await self._organisation(organisation.id))
             for member in await self.authorised_contacts(organisation.id):
                 context = {"recipient": _person(member), "organisation": organisation.name,
-                           "left": _person(user), "roles": roles}
+                           "left": _person(user), "roles": roles,
+                           "organisation_url": f"{self.config.http.base_url}/organisation"}
                 await self._send(Letter("contact-left", "contact_left", member.address, context,
                                         self._language(member), member.name))
                 asked.append(member.address)

@@ -68,7 +68,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
                                 "login_url": "https://x/login"},
     "no_authorised_contact": {"organisation": "Example GmbH", "person": {"address": "bob@example.com", "name": "Bob"},
                               "cause": "left", "roles": ["primary"]},
-    "contact_left": {"recipient": _RECIPIENT, "organisation": "Example GmbH",
+    "contact_left": {"recipient": _RECIPIENT, "organisation": "Example GmbH", "organisation_url": "https://x/organisation",
                      "left": {"address": "bob@example.com", "name": "Bob"}, "roles": ["primary", "monitoring"]},
 }
 
