@@ -38,6 +38,21 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subp
                           cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=60)
 
 
+def wait_for_banner(port: int, process: subprocess.Popen[bytes], log: Path | None = None,
+                    timeout: float = 30) -> None:
+    """Wait until a daemon started as ``process`` greets on ``port``; fail with its log if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text() if log else "the daemon exited"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.recv(100)
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"the daemon did not start: {log.read_text() if log else ''}")
+
+
 class DaemonProcess:
     """``mailticketd serve`` in a child process, its stderr (JSON logs) kept in a file."""
 
@@ -51,16 +66,7 @@ class DaemonProcess:
                 [sys.executable, "-m", "mailticketd", "--config", str(self.config), "serve"],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, **self.env},
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                    conn.recv(100)
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("daemon did not start")
+        wait_for_banner(self.port, self.process, self.log)
 
     def kill(self) -> None:
         assert self.process is not None

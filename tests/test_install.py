@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, make_mail
-from tests.process import ROOT
+from tests.process import ROOT, wait_for_banner
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OVERLAID = ("etc", "opt", "var/lib", "usr/local")
@@ -175,7 +175,7 @@ def test_the_documented_install_gives_a_service_that_works_beside_the_cli(tmp_pa
     log = tmp_path / "daemon.log"
     daemon = namespace.popen(command, log)
     try:
-        _wait_for_port(smtp_port, daemon, log)
+        wait_for_banner(smtp_port, daemon, log, timeout=60)
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as client:
             client.sendmail("anna@customer.example", ["support@example.net"],
                             make_mail("anna@customer.example", to="support@example.net", subject="Installed"))
@@ -201,17 +201,6 @@ def test_the_documented_install_gives_a_service_that_works_beside_the_cli(tmp_pa
     assert not list(Path("/tmp").glob("var/mailticketd.sqlite3"))
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.recv(100)
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"the installed daemon did not start: {log.read_text()}")
 
 
 def test_the_wheel_carries_the_templates_and_no_test_tools(tmp_path: Path) -> None:

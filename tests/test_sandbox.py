@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import SUPPORT, free_port, make_mail
-from tests.process import ROOT
+from tests.process import ROOT, wait_for_banner
 
 SCRIPT = """
 set -e
@@ -53,7 +53,7 @@ def test_daemon_works_inside_the_units_sandbox(tmp_path: Path) -> None:
     process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
                                cwd=ROOT, stdout=log, stderr=log)
     try:
-        _wait_for_port(port, process, tmp_path / "daemon.log")
+        wait_for_banner(port, process, tmp_path / "daemon.log")
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
             client.sendmail("anna@customer.example", [SUPPORT], make_mail("anna@customer.example"))
         maildir = state / "var" / "maildir" / "new"
@@ -74,15 +74,3 @@ def test_daemon_works_inside_the_units_sandbox(tmp_path: Path) -> None:
     assert not Path("/etc/mailticketd-sandbox-probe").exists()
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    import socket
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.recv(100)
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"the sandboxed daemon did not start: {log.read_text()}")

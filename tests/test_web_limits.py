@@ -19,7 +19,7 @@ import structlog
 from mailticketd.app import Daemon
 from mailticketd.logs import RepeatLimit, setup_logging
 from tests.helpers import SUPPORT, make_config, make_mail, send
-from tests.process import ROOT, write_config
+from tests.process import ROOT, wait_for_banner, write_config
 
 HALF_A_HEADER = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 
@@ -87,7 +87,7 @@ def test_descriptor_exhaustion_by_http_leaves_smtp_working_and_the_log_small(tmp
                                    stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=low_limit)
     slow: list[socket.socket] = []
     try:
-        _wait_for_port(smtp_port, process)
+        wait_for_banner(smtp_port, process)
         for _ in range(400):
             conn = socket.socket()
             conn.settimeout(5)
@@ -137,17 +137,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.recv(100)
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("daemon did not start")
 
 
 def test_the_unit_raises_the_descriptor_limit_without_needing_setrlimit() -> None:
