@@ -165,3 +165,9 @@ class MailMaker:
                 f"Am {formatdate(localtime=False)} schrieb {person_name(to.organisation, to.person)}:\n{quoted}\n")
         return self._mail(to.organisation, to.person, subject, body, self._message_id(), in_reply_to=to.message_id,
                           attachment=self.random.random() < self.attachment_share)
+
+    def to_ticket(self, organisation: int, person: int, subject: str, *, in_reply_to: str | None = None) -> bytes:
+        """A follow-up by ``person`` with ``subject`` as given (a tag in it, or none), optionally In-Reply-To."""
+        body = (f"Hallo,\n\n{self._text(vm_name(organisation, 0), 1500)}\n\nViele Grüße\n"
+                f"{person_name(organisation, person)}\n")
+        return self._mail(organisation, person, subject, body, self._message_id(), in_reply_to=in_reply_to)
