@@ -98,7 +98,7 @@ def _directory(conn: sqlite3.Connection, organisations: int, now: str) -> None:
 
 def _tickets(conn: sqlite3.Connection, count: int, organisations: int, now: datetime) -> None:
     def moment(index: int) -> datetime:
-        return now - HISTORY * (count - index) / count
+        return now - HISTORY * ((count - index) / count)
 
     def user_id(organisation: int, person: int) -> int:
         return (organisation - 1) * PEOPLE_PER_ORGANISATION + person + 1
