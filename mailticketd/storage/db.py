@@ -22,6 +22,7 @@ from mailticketd.storage.audit import AuditRepository
 from mailticketd.storage.directory import OrganisationRepository, UserRepository, VmRepository
 from mailticketd.storage.helpdesk import HelpdeskRepository
 from mailticketd.storage.inbox import InboxRepository
+from mailticketd.storage.intake import Intake
 from mailticketd.storage.outbox import OutboxRepository
 from mailticketd.storage.tickets import ArticleRepository, TicketRepository
 from mailticketd.storage.verification import VerificationRepository
@@ -75,13 +76,18 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class Database:
-    """An open SQLite database in WAL mode with one guarded writer connection."""
+    """An open SQLite database in WAL mode with one guarded writer connection.
+
+    The SMTP side writes arriving mail through ``intake`` instead: a connection of its own that commits
+    concurrent sessions' mails together, so they never wait for the pipeline's lock.
+    """
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self.intake = Intake(path, busy_timeout=busy_timeout)
 
     async def open(self) -> None:
         """Connect, set the pragmas and bring the schema up to date."""
@@ -102,7 +108,8 @@ class Database:
         self._conn = conn
 
     async def close(self) -> None:
-        """Close the connection; safe to call twice."""
+        """Close the connections; safe to call twice."""
+        await self.intake.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             async with self._lock:
