@@ -23,6 +23,7 @@ from mailticketd.storage.directory import OrganisationRepository, UserRepository
 from mailticketd.storage.helpdesk import HelpdeskRepository
 from mailticketd.storage.inbox import InboxRepository
 from mailticketd.storage.intake import Intake
+from mailticketd.storage.turn import WriteTurn
 from mailticketd.storage.outbox import OutboxRepository
 from mailticketd.storage.tickets import ArticleRepository, TicketRepository
 from mailticketd.storage.verification import VerificationRepository
@@ -87,7 +88,8 @@ class Database:
         self.busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
-        self.intake = Intake(path, busy_timeout=busy_timeout)
+        self._turn = WriteTurn()
+        self.intake = Intake(path, self._turn, busy_timeout=busy_timeout)
 
     async def open(self) -> None:
         """Connect, set the pragmas and bring the schema up to date."""
@@ -153,7 +155,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[Store]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         conn = self._require()
-        async with self._lock:
+        async with self._lock, self._turn.hold():
             try:
                 await conn.execute("BEGIN IMMEDIATE")
                 yield Store(conn)

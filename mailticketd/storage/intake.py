@@ -3,10 +3,11 @@
 Each session hands its mail over and waits; one writer takes every mail that
 arrived meanwhile, writes them in one transaction on a connection of its own
 (WAL, ``synchronous=FULL``) and answers each session only after the COMMIT
-returned.  The pipeline's transactions run on the other connection, so a
-session never waits for the pipeline's lock, only (briefly) for SQLite's own
-write lock.  While one batch commits, the next gathers: the busier the
-listener, the more mails share an fsync.
+returned.  The pipeline's transactions run on the other connection: a batch
+never queues behind the pipeline's lock or its statements, it waits only for
+the one transaction that holds SQLite's write lock at that moment
+(``storage.turn``).  While one batch commits, the next gathers: the busier
+the listener, the more mails share an fsync.
 
 The raw mail is read from the session's spool inside the transaction, one
 mail at a time and dropped once written, so a batch of big mails holds one
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailticketd.clock import iso, utc_now
+from mailticketd.storage.turn import WriteTurn
 
 # At most this many mails in one transaction: a session waits for its batch, not for the whole queue.
 MAX_BATCH = 200
@@ -55,8 +57,10 @@ class _Waiting:
 class Intake:
     """Writes arriving mails to the inbox, many sessions' mails to one COMMIT."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0, max_batch_bytes: int = 64 << 20) -> None:
+    def __init__(self, path: Path, turn: WriteTurn, *, busy_timeout: float = 5.0,
+                 max_batch_bytes: int = 64 << 20) -> None:
         self.path = path
+        self.turn = turn
         self.busy_timeout = busy_timeout
         self.max_batch_bytes = max_batch_bytes
         self._waiting: list[_Waiting] = []
@@ -92,9 +96,12 @@ class Intake:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-intake")
         while self._waiting:
-            batch = self._take()
+            batch: list[_Waiting] = []
             try:
-                results = await asyncio.shield(loop.run_in_executor(self._executor, self._commit, batch))
+                # The batch is taken once it is our turn: whatever arrived while we waited joins it.
+                async with self.turn.hold(urgent=True):
+                    batch = self._take()
+                    results = await asyncio.shield(loop.run_in_executor(self._executor, self._commit, batch))
             except BaseException as error:  # noqa: BLE001 - every session of the batch hears of it
                 for waiting in batch:
                     if not waiting.future.done():
