@@ -41,7 +41,10 @@ def prepare(raw: bytes, *, whole: bool = False) -> PreparedMail:
     if whole:
         text = mail.text.strip()
         return PreparedMail(mail, text, text)
-    return PreparedMail(mail, visible_text(mail.text), new_text(mail.text))
+    # The visible text is the new text, unless nothing looked new: then it falls back to the whole mail. The
+    # quote cutter is the dearest part of a mail's processing; it runs twice only for such mails.
+    new = new_text(mail.text)
+    return PreparedMail(mail, new or visible_text(mail.text), new)
 
 
 class InboxWorker(QueueWorker):
