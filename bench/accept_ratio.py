@@ -124,6 +124,19 @@ def send(port: int, clients: int, mails: int, per_connection: int, rate: float =
     return started, ended, sorted(latencies), refused
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    if os.environ.get("BENCH_DEBUG"):
+        switches = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches" in line:
+                    switches += int(line.split()[1])
+        print("user", int(fields[11]), "sys", int(fields[12]), "switches", switches)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -161,16 +174,19 @@ def _wait_processed(database: Path, timeout: float = 600.0) -> float:
     raise RuntimeError("the daemon did not finish in time")
 
 
-def _nothing(args: argparse.Namespace) -> float:
+def _nothing(args: argparse.Namespace) -> tuple[float, float]:
+    """Mails/s of the server that only answers 250, and its CPU milliseconds a mail."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-c", _NOTHING_SERVER, str(port)])
     try:
         _wait_for_port(port)
+        cpu = _cpu_seconds(server.pid)
         started, ended, _, _ = send(port, args.clients, args.mails, args.per_connection, seed=1)
+        cpu = _cpu_seconds(server.pid) - cpu
     finally:
         server.terminate()
         server.wait()
-    return args.mails / (ended - started)
+    return args.mails / (ended - started), cpu * 1000 / args.mails
 
 
 def _daemon(args: argparse.Namespace, folder: Path) -> dict[str, float]:
@@ -209,11 +225,14 @@ def _daemon(args: argparse.Namespace, folder: Path) -> dict[str, float]:
                                     "--rate", "200", "--nonblocking", *args.spy_options], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             time.sleep(1)
+        cpu = _cpu_seconds(daemon.pid)
         started, ended, latencies, refused = send(port, args.clients, args.mails, args.per_connection, seed=2)
         processed = _wait_processed(folder / "bench.sqlite3")
+        cpu = _cpu_seconds(daemon.pid) - cpu
         figures = {"accepted": (args.mails - refused) / (ended - started), "refused": refused,
                    "p50": _percentile(latencies, 0.5), "p95": _percentile(latencies, 0.95),
-                   "p99": _percentile(latencies, 0.99), "end_to_end": (args.mails - refused) / (processed - started)}
+                   "p99": _percentile(latencies, 0.99), "end_to_end": (args.mails - refused) / (processed - started),
+                   "cpu_ms": cpu * 1000 / args.mails}
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait()
@@ -244,7 +263,7 @@ def main() -> None:
                         help="passed on to py-spy record, e.g. --spy-option=--gil")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONPATH", str(ROOT))
-    nothing = _nothing(args)
+    nothing, nothing_cpu = _nothing(args)
     with tempfile.TemporaryDirectory() as folder:
         figures = _daemon(args, Path(folder))
     print(f"mails: {args.mails}, client processes: {args.clients}, mails a connection: {args.per_connection}")
@@ -252,6 +271,8 @@ def main() -> None:
     print(f"{'aiosmtpd answering 250':<34}{nothing:>9.0f}{1:>8.0%}")
     print(f"{'mailticketd accepted (250)':<34}{figures['accepted']:>9.0f}{figures['accepted'] / nothing:>8.0%}")
     print(f"{'mailticketd end-to-end':<34}{figures['end_to_end']:>9.0f}{figures['end_to_end'] / nothing:>8.0%}")
+    print(f"CPU a mail: do-nothing server {nothing_cpu:.2f} ms, mailticketd {figures['cpu_ms']:.2f} ms "
+          "(accepting, processing and delivering to the maildir)")
     print(f"accept latency at full load: p50 {figures['p50']:.1f} ms, p95 {figures['p95']:.1f} ms, "
           f"p99 {figures['p99']:.1f} ms; refused: {figures['refused']:.0f}")
     if "half_rate" in figures:

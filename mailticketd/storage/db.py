@@ -19,6 +19,7 @@ from pathlib import Path
 import aiosqlite
 
 from mailticketd.storage.audit import AuditRepository
+from mailticketd.storage.connection import Connection
 from mailticketd.storage.directory import OrganisationRepository, UserRepository, VmRepository
 from mailticketd.storage.helpdesk import HelpdeskRepository
 from mailticketd.storage.inbox import InboxRepository
@@ -53,7 +54,8 @@ class Store:
             raise
         await self.conn.execute(f"RELEASE {name}")
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, raw: aiosqlite.Connection) -> None:
+        conn = Connection(raw)
         self.conn = conn
         self.inbox = InboxRepository(conn)
         self.organisations = OrganisationRepository(conn)

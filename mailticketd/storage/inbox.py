@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 
 from mailticketd.clock import iso, utc_now
+from mailticketd.storage.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _row(values: aiosqlite.Row) -> InboxRow:
 
 
 class InboxRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def add(self, *, peer: str, mail_from: str, rcpt_tos: list[str], message_id: str | None, raw: bytes,
