@@ -134,6 +134,10 @@ def _cpu_seconds(pid: int) -> float:
                 if "ctxt_switches" in line:
                     switches += int(line.split()[1])
         print("user", int(fields[11]), "sys", int(fields[12]), "switches", switches)
+        for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+            stat = (task / "stat").read_text()
+            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat.rpartition(")")[2].split()
+            print(f"   {name:<20} user {rest[11]:>6} sys {rest[12]:>6}")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
