@@ -144,3 +144,7 @@ class Connection:
 
     def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Statement:
         return _Statement(self._connection, self._inline, sql, parameters, many=True)
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> list[Any]:
+        """All rows of a query (aiosqlite's name for it)."""
+        return await (await self.execute(sql, parameters)).fetchall()
