@@ -96,3 +96,32 @@ async def test_a_failed_shared_commit_answers_every_session_451_and_stores_none(
                                          for n in range(4)))
     assert [code for code, _ in retried] == [250] * 4
     assert len(await _stored(config.storage.database)) == 4
+
+
+async def test_processing_goes_on_while_mail_streams_in(tmp_path: Path) -> None:
+    """Accepting comes first while mail streams in, but processing is never starved: mails become tickets
+    during a three-second stream, and all of them once it ends."""
+    config = make_config(tmp_path)
+    async with Daemon(config) as daemon:
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + 3.0
+        sent: list[int] = []
+
+        async def stream(client_number: int) -> None:
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port, timeout=30) as client:
+                n = 0
+                while loop.time() < stop:
+                    await client.sendmail("kunde@customer.example", [SUPPORT],
+                                          make_mail(message_id=f"s{client_number}.{n}@customer.example"))
+                    sent.append(1)
+                    n += 1
+
+        await asyncio.gather(stream(1), stream(2))
+        with sqlite3.connect(config.storage.database) as conn:
+            done_during = conn.execute("SELECT count(*) FROM inbox WHERE status = 'done'").fetchone()[0]
+        from tests.helpers import settle
+        await settle(daemon, timeout=120)
+        with sqlite3.connect(config.storage.database) as conn:
+            articles = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
+    assert done_during >= 3
+    assert articles == len(sent)

@@ -28,6 +28,10 @@ from mailticketd.storage.inbox import InboxRow
 
 log = structlog.get_logger("mailticketd.inbox")
 
+# While mail streams in, accepting it comes first: processing waits while the SMTP side committed within
+# BUSY_WINDOW seconds, but never longer than MAX_DEFER seconds in a row (then one mail is processed).
+BUSY_WINDOW = 0.01
+MAX_DEFER = 0.1
 # Rows read ahead and parsed in the background while the one before them is in its transaction.
 LOOK_AHEAD = 8
 LOOK_AHEAD_BYTES = 4 << 20
@@ -89,8 +93,16 @@ class InboxWorker(QueueWorker):
             count += 1
         return count
 
+    async def _defer_to_smtp(self) -> None:
+        """Wait while the SMTP side is busy committing mail (both share one interpreter), at most MAX_DEFER."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MAX_DEFER
+        while (now := loop.time()) < deadline and now - self.db.intake.last_commit < BUSY_WINDOW:
+            await asyncio.sleep(BUSY_WINDOW)
+
     async def process_next(self) -> bool:
         """Process the oldest due row; False when there is none."""
+        await self._defer_to_smtp()
         async with self._reading:
             if not self._ahead:
                 await self._read_ahead()

@@ -68,6 +68,7 @@ class Intake:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self.batches = 0  # commits so far (the metrics and the tests read it)
+        self.last_commit = float("-inf")  # the event loop's time of the last commit that stored a mail
 
     async def store(self, arrival: Arrival) -> int:
         """Write ``arrival`` durably; returns its inbox id once committed.
@@ -110,6 +111,8 @@ class Intake:
                     raise
                 continue
             self.batches += 1
+            if any(not isinstance(result, Exception) for result in results):
+                self.last_commit = loop.time()
             for waiting, result in zip(batch, results):
                 if waiting.future.done():
                     continue  # the session went away meanwhile; its mail is stored all the same
