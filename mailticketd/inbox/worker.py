@@ -28,8 +28,8 @@ from mailticketd.storage.inbox import InboxRow
 
 log = structlog.get_logger("mailticketd.inbox")
 
-# While mail streams in, accepting it comes first: processing waits while the SMTP side committed within
-# BUSY_WINDOW seconds, but never longer than MAX_DEFER seconds in a row (then one mail is processed).
+# While mail streams in, accepting it comes first: before reading the next rows, processing waits while the
+# SMTP side committed within BUSY_WINDOW seconds, but never longer than MAX_DEFER seconds in a row.
 BUSY_WINDOW = 0.01
 MAX_DEFER = 0.1
 # Rows read ahead and parsed in the background while the one before them is in its transaction.
@@ -102,9 +102,9 @@ class InboxWorker(QueueWorker):
 
     async def process_next(self) -> bool:
         """Process the oldest due row; False when there is none."""
-        await self._defer_to_smtp()
         async with self._reading:
             if not self._ahead:
+                await self._defer_to_smtp()  # once a read-ahead: the rows read are processed without a pause
                 await self._read_ahead()
             if not self._ahead:
                 return False
