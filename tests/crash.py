@@ -139,6 +139,7 @@ def check(database: Path, maildir: Path, load: Load, accepted: set[str], kills: 
     """The promises; ``final`` once everything is processed and sent."""
     with sqlite3.connect(database, timeout=30) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        conn.execute("BEGIN")  # one snapshot for all reads: the restarted daemon commits meanwhile
         inbox = Counter(row[0] for row in conn.execute("SELECT message_id FROM inbox"))
         articles = Counter(row[0] for row in conn.execute("SELECT message_id FROM articles WHERE kind = 'mail'"))
         statuses = dict(conn.execute("SELECT status, count(*) FROM inbox GROUP BY status").fetchall())

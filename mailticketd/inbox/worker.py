@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 
@@ -24,6 +28,14 @@ from mailticketd.storage.inbox import InboxRow
 
 log = structlog.get_logger("mailticketd.inbox")
 
+# While mail streams in, accepting it comes first: before reading the next rows, processing waits while the
+# SMTP side committed within BUSY_WINDOW seconds, but never longer than MAX_DEFER seconds in a row.
+BUSY_WINDOW = 0.01
+MAX_DEFER = 0.1
+# Rows read ahead and parsed in the background while the one before them is in its transaction.
+LOOK_AHEAD = 8
+LOOK_AHEAD_BYTES = 4 << 20
+
 
 @dataclass(frozen=True)
 class PreparedMail:
@@ -41,7 +53,10 @@ def prepare(raw: bytes, *, whole: bool = False) -> PreparedMail:
     if whole:
         text = mail.text.strip()
         return PreparedMail(mail, text, text)
-    return PreparedMail(mail, visible_text(mail.text), new_text(mail.text))
+    # The visible text is the new text, unless nothing looked new: then it falls back to the whole mail. The
+    # quote cutter is the dearest part of a mail's processing; it runs twice only for such mails.
+    new = new_text(mail.text)
+    return PreparedMail(mail, new or visible_text(mail.text), new)
 
 
 class InboxWorker(QueueWorker):
@@ -59,6 +74,12 @@ class InboxWorker(QueueWorker):
         self.on_committed = on_committed
         self.metrics = metrics or Metrics()
         self.clock = clock
+        # Parsing (CPU) of the next rows overlaps the current row's transaction (waiting for the database); one
+        # thread, so they are parsed in order and never two at once beside the event loop.
+        self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-prepare")
+        self._ahead: deque[tuple[InboxRow, asyncio.Future[PreparedMail]]] = deque()
+        self._taken: set[int] = set()  # rows handed out and not finished: never read ahead a second time
+        self._reading = asyncio.Lock()
         super().__init__()
 
     @property
@@ -72,20 +93,45 @@ class InboxWorker(QueueWorker):
             count += 1
         return count
 
+    async def _defer_to_smtp(self) -> None:
+        """Wait while the SMTP side is busy committing mail (both share one interpreter), at most MAX_DEFER."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MAX_DEFER
+        while (now := loop.time()) < deadline and now - self.db.intake.last_commit < BUSY_WINDOW:
+            await asyncio.sleep(BUSY_WINDOW)
+
     async def process_next(self) -> bool:
         """Process the oldest due row; False when there is none."""
-        async with self.db.read() as store:
-            item = await store.inbox.next_due(self.clock())
-        if item is None:
-            return False
-        row, raw = item
+        async with self._reading:
+            if not self._ahead:
+                await self._defer_to_smtp()  # once a read-ahead: the rows read are processed without a pause
+                await self._read_ahead()
+            if not self._ahead:
+                return False
+            row, preparing = self._ahead.popleft()
+            self._taken.add(row.id)
         with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
             try:
-                prepared = await asyncio.to_thread(prepare, raw, whole=row.origin is not None)
+                prepared = await preparing
                 await self._process(row, prepared)
             except Exception as error:
                 await self._record_failure(row, error)
+            finally:
+                self._taken.discard(row.id)
         return True
+
+    async def _read_ahead(self) -> None:
+        """Read the next due rows and start parsing them, in order, in the background."""
+        async with self.db.read() as store:
+            items = await store.inbox.next_due_batch(self.clock(), limit=LOOK_AHEAD, max_bytes=LOOK_AHEAD_BYTES)
+        loop = asyncio.get_running_loop()
+        for row, raw in items:
+            if row.id in self._taken:
+                continue
+            with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
+                context = contextvars.copy_context()  # the parser's log lines name the mail
+            job = partial(context.run, partial(prepare, raw, whole=row.origin is not None))
+            self._ahead.append((row, loop.run_in_executor(self._preparer, job)))
 
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
         envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,

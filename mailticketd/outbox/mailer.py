@@ -14,6 +14,7 @@ so it leaves only if the change that caused it is committed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -22,7 +23,7 @@ from typing import Any
 import structlog
 
 from mailticketd.config import Config
-from mailticketd.mail.compose import compose, new_message_id
+from mailticketd.mail.compose import Outgoing, compose, new_message_id
 from mailticketd.mail.outlook import child_thread_index, new_thread_index
 from mailticketd.mail.templates import Rendered, Templates
 from mailticketd.storage import Store
@@ -86,6 +87,16 @@ class Mailer:
             return rendered, None
         return rendered, self.templates.render(letter.template, letter.language, **(context | secrets)).body
 
+    def _write(self, letter: Letter, build: Callable[..., Outgoing],
+               tag: str | None) -> tuple[Outgoing, Outgoing | None]:
+        """The composed mail, and its copy without secrets (None when it holds none); runs in a worker thread."""
+        rendered, kept_body = self._render(letter)
+        subject = rendered.subject
+        if tag is not None and tag.lower() not in subject.lower():
+            subject = f"{tag} {subject}"
+        outgoing = build(subject=subject, body=rendered.body)
+        return outgoing, build(subject=subject, body=kept_body) if kept_body is not None else None
+
     def tag(self, ticket: Ticket) -> str:
         return format_tag(self.config.mail.tag_prefix, ticket.number)
 
@@ -96,14 +107,11 @@ class Mailer:
         if mail.is_local(letter.to):
             log.warning("outbox.refused_own_address", rcpt_to=letter.to, kind=letter.kind)
             return None  # the daemon never writes to itself: that is how loops start
-        rendered, kept_body = await asyncio.to_thread(self._render, letter)
         domain = mail.support_address.partition("@")[2]
         message_id = new_message_id(domain)
-        subject, reply_to, index = rendered.subject, None, None
+        reply_to, index = None, None
         references: tuple[str, ...] = ()
         if ticket is not None:
-            tag = self.tag(ticket)
-            subject = f"{tag} {subject}" if tag.lower() not in subject.lower() else subject
             reply_to = self.signer.address(mail.support_address, ticket.number, letter.to)
             thread = await store.tickets.thread_message_ids(ticket.id)
             references = tuple(thread[:1] + thread[1:][-(_REFERENCES - 1):]) if thread else ()
@@ -114,15 +122,15 @@ class Mailer:
             else:
                 base = ticket.thread_index
             index = child_thread_index(base, now)
-        # Rendering and composing cost time that grows with what a sender wrote: not on the event loop.
         build = partial(
             compose, sender_name=mail.from_name, sender=mail.support_address, to=letter.to, to_name=letter.to_name,
-            subject=subject, now=now, message_id=message_id, reply_to=reply_to,
+            now=now, message_id=message_id, reply_to=reply_to,
             in_reply_to=in_reply_to, references=references, auto_submitted=letter.auto_submitted,
             loop=mail.support_address, thread_topic=ticket.subject if ticket else None, thread_index=index,
         )
-        outgoing = await asyncio.to_thread(build, body=rendered.body)
-        kept = await asyncio.to_thread(build, body=kept_body) if kept_body is not None else None
+        # Rendering and composing cost time that grows with what a sender wrote: not on the event loop, and in one
+        # hop to the thread.
+        outgoing, kept = await asyncio.to_thread(self._write, letter, build, self.tag(ticket) if ticket else None)
         await store.outbox.enqueue(
             ticket_id=ticket.id if ticket else None, kind=letter.kind, mail_from=mail.support_address,
             rcpt_to=letter.to, message_id=message_id, raw=outgoing.raw, raw_after_send=kept.raw if kept else None,

@@ -66,6 +66,7 @@ class DeliveryWorker(QueueWorker):
         self._unrecorded: dict[int, datetime] = {}  # sent, not yet marked so in the database
         self._stopped: tuple[datetime, str] | None = None
         self._leases_released = False
+        self._claimed: OutboxRow | None = None  # claimed with the last mark, not sent yet
         super().__init__()
 
     @property
@@ -83,46 +84,47 @@ class DeliveryWorker(QueueWorker):
     async def drain(self) -> int:
         """Send every row that is due now, each at most once; returns how many were handled."""
         handled: set[int] = set()
-        while await self._ready() and (row := await self._claim_next()) is not None and row.id not in handled:
+        while (row := await self._next_row()) is not None:
+            if row.id in handled:
+                self._claimed = row  # kept for the next call, as claimed
+                break
             handled.add(row.id)
             await self._deliver(row)
         return len(handled)
 
     async def process_next(self) -> bool:
         """Send the row that has been due longest; False when none is due or the database cannot be written."""
-        if not await self._ready():
-            return False
-        row = await self._claim_next()
+        row = await self._next_row()
         if row is None:
             return False
         await self._deliver(row)
         return True
 
-    async def _ready(self) -> bool:
-        """Leases of a previous run ended, earlier sends recorded: True when the database took every write."""
-        if self._leases_released and not self._unrecorded:
-            return True
+    async def _next_row(self) -> OutboxRow | None:
+        if self._claimed is not None:
+            row, self._claimed = self._claimed, None
+            return row
+        return await self._claim_next()
+
+    async def _claim_next(self) -> OutboxRow | None:
+        """In one transaction: end a previous run's leases (once), mark what was sent as sent, claim the next row.
+
+        Nothing is claimed, so nothing sent, until every earlier send is marked: a send is remembered before the
+        next one can happen.
+        """
+        now = self.clock()
         try:
             async with self.db.transaction() as store:
                 if not self._leases_released:
                     await store.outbox.release_leases()
                 for outbox_id, sent_at in self._unrecorded.items():
                     await store.outbox.mark_sent(outbox_id, now=sent_at)
-        except Exception as error:
-            self._stop(error)
-            return False
-        self._leases_released = True
-        self._unrecorded.clear()
-        return True
-
-    async def _claim_next(self) -> OutboxRow | None:
-        now = self.clock()
-        try:
-            async with self.db.transaction() as store:
                 row = await store.outbox.claim_next(now, now + LEASE)
         except Exception as error:
             self._stop(error)
             return None
+        self._leases_released = True
+        self._unrecorded.clear()
         self._resume()
         return row
 
@@ -157,7 +159,8 @@ class DeliveryWorker(QueueWorker):
         self._unrecorded[row.id] = self.clock()
         self.metrics.sent.inc()
         log.info("outbox.sent", **_fields(row))
-        await self._ready()
+        # The mark and the next row's claim share a transaction; that row is sent by the next call.
+        self._claimed = await self._claim_next()
 
     async def _retry_or_fail(self, row: OutboxRow, error: str) -> None:
         now = self.clock()

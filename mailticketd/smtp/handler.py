@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ from mailticketd.metrics import Metrics
 from mailticketd.smtp import replies
 from mailticketd.smtp.spool import SpooledEnvelope
 from mailticketd.storage import Database
+from mailticketd.storage.intake import Arrival, BacklogFull
 
 log = structlog.get_logger("mailticketd.smtp")
 
@@ -75,18 +75,18 @@ class InboundHandler:
         message_id = message_id_of(spool.head(_HEAD) if spool is not None else envelope.original_content or b"")
         fields = {"peer": _peer(session), "mail_from": envelope.mail_from, "size": size,
                   "rcpt_tos": [_without_token(address) for address in envelope.rcpt_tos], "message_id": message_id}
+        # The mail is read back from its spool only in the writer, under the write: waiting sessions hold no
+        # whole mails.
+        arrival = Arrival(
+            peer=_peer(session), mail_from=envelope.mail_from or "<>", rcpt_tos=tuple(envelope.rcpt_tos),
+            message_id=message_id, size=size, max_backlog=self.config.inbox.max_backlog,
+            read=spool.read if spool is not None else lambda: envelope.original_content or b"",
+        )
         try:
-            async with self.db.transaction() as store:
-                if await store.inbox.backlog() >= self.config.inbox.max_backlog:
-                    self.refused(451, "backlog-full", **fields)
-                    return replies.BACKLOG_FULL
-                # Read back only now, under the writer lock: waiting sessions hold no whole mails.
-                raw = await asyncio.to_thread(spool.read) if spool is not None else envelope.original_content or b""
-                inbox_id = await store.inbox.add(
-                    peer=_peer(session), mail_from=envelope.mail_from or "<>", rcpt_tos=list(envelope.rcpt_tos),
-                    message_id=message_id, raw=raw,
-                )
-                del raw
+            inbox_id = await self.db.intake.store(arrival)
+        except BacklogFull:
+            self.refused(451, "backlog-full", **fields)
+            return replies.BACKLOG_FULL
         except Exception as error:
             self.refused(451, "storage-failed", error=f"{type(error).__name__}: {error}", **fields)
             return replies.TRY_LATER

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from mailticketd.clock import iso
+from mailticketd.storage.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ def _text(state: dict[str, Any] | None) -> str | None:
 
 
 class AuditRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def record(self, *, at: datetime, actor: str, action: str, subject: str,

@@ -19,9 +19,12 @@ from pathlib import Path
 import aiosqlite
 
 from mailticketd.storage.audit import AuditRepository
+from mailticketd.storage.connection import Connection
 from mailticketd.storage.directory import OrganisationRepository, UserRepository, VmRepository
 from mailticketd.storage.helpdesk import HelpdeskRepository
 from mailticketd.storage.inbox import InboxRepository
+from mailticketd.storage.intake import Intake
+from mailticketd.storage.turn import WriteTurn
 from mailticketd.storage.outbox import OutboxRepository
 from mailticketd.storage.tickets import ArticleRepository, TicketRepository
 from mailticketd.storage.verification import VerificationRepository
@@ -51,7 +54,8 @@ class Store:
             raise
         await self.conn.execute(f"RELEASE {name}")
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, raw: aiosqlite.Connection, *, inline: sqlite3.Connection | None = None) -> None:
+        conn = Connection(raw, inline)
         self.conn = conn
         self.inbox = InboxRepository(conn)
         self.organisations = OrganisationRepository(conn)
@@ -75,18 +79,26 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class Database:
-    """An open SQLite database in WAL mode with one guarded writer connection."""
+    """An open SQLite database in WAL mode with one guarded writer connection.
+
+    The SMTP side writes arriving mail through ``intake`` instead: a connection of its own that commits
+    concurrent sessions' mails together, so they never wait for the pipeline's lock.
+    """
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._turn = WriteTurn()
+        self.intake = Intake(path, self._turn, busy_timeout=busy_timeout)
 
     async def open(self) -> None:
         """Connect, set the pragmas and bring the schema up to date."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        # check_same_thread=False: a write transaction runs its short statements in the event loop's thread
+        # (storage.connection), between the statements aiosqlite runs in its own.
+        conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             await conn.execute("PRAGMA journal_mode = WAL")
@@ -102,7 +114,8 @@ class Database:
         self._conn = conn
 
     async def close(self) -> None:
-        """Close the connection; safe to call twice."""
+        """Close the connections; safe to call twice."""
+        await self.intake.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             async with self._lock:
@@ -146,16 +159,30 @@ class Database:
     async def transaction(self) -> AsyncIterator[Store]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         conn = self._require()
-        async with self._lock:
+        async with self._lock, self._turn.hold():
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-                yield Store(conn)
+                await self._begin(conn)
+                yield Store(conn, inline=_sqlite(conn))
                 await conn.execute("COMMIT")
             except BaseException:
                 # Also after a cancellation mid-BEGIN or a failed COMMIT: the connection must leave
                 # the lock outside any transaction, or every later BEGIN fails.
                 await asyncio.shield(_rollback(conn))
                 raise
+
+    async def _begin(self, conn: aiosqlite.Connection) -> None:
+        """``BEGIN IMMEDIATE``: at once when the write lock is free (in this process it is whenever it is our
+        turn), else waiting for another process in aiosqlite's thread, up to the busy timeout."""
+        inline = _sqlite(conn)
+        inline.execute("PRAGMA busy_timeout = 0")
+        try:
+            inline.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError:
+            pass  # locked by another process (the staff CLI): wait for it off the event loop
+        finally:
+            inline.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        await conn.execute("BEGIN IMMEDIATE")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:
@@ -182,6 +209,11 @@ class Database:
         if self._conn is None:
             raise RuntimeError("the database is not open")
         return self._conn
+
+
+def _sqlite(conn: aiosqlite.Connection) -> sqlite3.Connection:
+    """The SQLite connection under aiosqlite's (its ``_conn``; aiosqlite is pinned)."""
+    return conn._conn
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

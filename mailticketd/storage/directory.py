@@ -11,6 +11,7 @@ import aiosqlite
 
 from mailticketd.clock import iso, utc_now
 from mailticketd.directory.models import Organisation, User, Vm
+from mailticketd.storage.connection import Connection
 
 _USER_COLUMNS = """u.id, u.address, u.name, u.organisation_id, o.name, u.status, u.role,
     u.authorised, u.monitoring_contact, u.language, u.authorised_until, u.authorisation_note, u.verified_at,
@@ -38,7 +39,7 @@ def _marks(count: int) -> str:
 
 
 class OrganisationRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def create(self, name: str) -> Organisation:
@@ -82,7 +83,7 @@ class OrganisationRepository:
 
 
 class UserRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def by_address(self, address: str) -> User | None:
@@ -224,7 +225,7 @@ class UserRepository:
 
 
 class VmRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def add(self, name: str, organisation_id: int) -> None:

@@ -19,6 +19,7 @@ import aiosqlite
 from mailticketd.clock import iso
 from mailticketd.directory.models import User
 from mailticketd.storage.directory import _USER_COLUMNS, _USER_FROM, _user
+from mailticketd.storage.connection import Connection
 
 # Article kinds a customer reads on the ticket page.
 CUSTOMER_KINDS = ("mail", "reply")
@@ -87,7 +88,7 @@ def _visible(user: User) -> tuple[str, list[object]]:
 
 
 class HelpdeskRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     # -- sessions ------------------------------------------------------------------------------------------------

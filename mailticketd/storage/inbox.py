@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 
 from mailticketd.clock import iso, utc_now
+from mailticketd.storage.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _row(values: aiosqlite.Row) -> InboxRow:
 
 
 class InboxRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def add(self, *, peer: str, mail_from: str, rcpt_tos: list[str], message_id: str | None, raw: bytes,
@@ -72,6 +73,19 @@ class InboxRepository:
         ) as cursor:
             values = await cursor.fetchone()
         return (_row(values), bytes(values[13])) if values else None
+
+    async def next_due_batch(self, now: datetime, *, limit: int, max_bytes: int) -> list[tuple[InboxRow, bytes]]:
+        """The oldest pending rows that are due, with their raw bytes: at most ``limit`` rows and, beyond the
+        first, ``max_bytes`` of mail."""
+        async with self.conn.execute(
+            "WITH due AS (SELECT id, sum(size) OVER (ORDER BY id) AS running FROM inbox"
+            " WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?)"
+            f" SELECT {_COLUMNS}, i.raw FROM due JOIN inbox i ON i.id = due.id"
+            " LEFT JOIN tickets t ON t.id = i.ticket_id"
+            " WHERE due.running <= ? OR due.id = (SELECT min(id) FROM due) ORDER BY i.id",
+            (iso(now), limit, max_bytes),
+        ) as cursor:
+            return [(_row(values), bytes(values[13])) for values in await cursor.fetchall()]
 
     async def stats(self) -> tuple[int, int, str | None]:
         """Pending rows, failed rows, and when the oldest pending row was received."""

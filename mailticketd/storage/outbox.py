@@ -9,6 +9,7 @@ from datetime import datetime
 import aiosqlite
 
 from mailticketd.clock import iso, utc_now
+from mailticketd.storage.connection import Connection
 
 STATUSES = ("queued", "sent", "failed")
 
@@ -48,7 +49,7 @@ _FORGET_SECRETS = "raw = coalesce(raw_after_send, raw), raw_after_send = NULL"
 
 
 class OutboxRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def enqueue(self, *, ticket_id: int | None, kind: str, mail_from: str, rcpt_to: str,

@@ -6,10 +6,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from mailticketd.clock import iso, utc_now
 from mailticketd.tickets.models import Ticket
+from mailticketd.storage.connection import Connection
 
 _TICKET_COLUMNS = ("id, number, subject, status, organisation_id, requester_id, created_at, updated_at, closed_at,"
                    " assignee, follows_ticket_id, thread_index")
@@ -85,7 +84,7 @@ def _marks(count: int) -> str:
 
 
 class TicketRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def create(self, *, first_number: int, subject: str, organisation_id: int | None,
@@ -221,7 +220,7 @@ class TicketRepository:
 
 
 class ArticleRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def find_duplicate(self, message_id: str, author_address: str) -> int | None:

@@ -11,6 +11,7 @@ import aiosqlite
 from mailticketd.clock import iso, utc_now
 from mailticketd.directory.models import User
 from mailticketd.storage.directory import _USER_COLUMNS, _user
+from mailticketd.storage.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class VerificationLink:
 class VerificationRepository:
     """Verification tokens, stored as their sha256 only."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def add(self, user_id: int, sha256: str, expires_at: str) -> None:

@@ -1,0 +1,150 @@
+"""The repositories' view of a connection: at most one trip to the database thread a statement, often none.
+
+aiosqlite answers ``async with conn.execute(sql) as cursor: await
+cursor.fetchone()`` with three trips to its thread (the statement, the fetch,
+the close), each about 60–75 µs plus a wake-up of the event loop and a
+handover of the interpreter lock, which costs more than the statement.  Here
+a query's rows are fetched in the same trip as the statement, and closing
+costs nothing.
+
+Inside a write transaction it goes further: the transaction already holds
+SQLite's write lock (``BEGIN IMMEDIATE`` waited for it in the thread), so a
+statement can no longer wait for anyone, and the short indexed statements a
+transaction is made of run at once, in the caller's thread.  What could take
+long still goes to the thread: a statement carrying more than
+``INLINE_BYTES`` of data (a mail, an attachment), and ``COMMIT`` with its
+fsync.  The repositories use it exactly as they used aiosqlite's.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Generator, Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+# Statements whose rows are read: fetched with the statement.
+_QUERIES = ("select", "with", "pragma", "values")
+_RETURNING = re.compile(r"\breturning\b", re.IGNORECASE)
+# Statements carrying more data than this go to the database thread even inside a transaction.
+INLINE_BYTES = 16 * 1024
+
+
+def _small(parameters: Iterable[Any]) -> bool:
+    if isinstance(parameters, dict):
+        parameters = parameters.values()
+    total = 0
+    for value in parameters:
+        if isinstance(value, (bytes, bytearray, memoryview, str)):
+            total += len(value)
+        elif isinstance(value, (list, tuple)):
+            return False  # executemany's rows: counted by the caller
+        if total > INLINE_BYTES:
+            return False
+    return True
+
+
+class Rows:
+    """What one statement gave: its rows (already fetched), the id it inserted and how many rows it changed."""
+
+    def __init__(self, rows: Sequence[Any], lastrowid: int | None, rowcount: int) -> None:
+        self._rows = rows
+        self._next = 0
+        self.lastrowid = lastrowid
+        self.rowcount = rowcount
+
+    async def fetchone(self) -> Any:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    async def fetchall(self) -> list[Any]:
+        rest = list(self._rows[self._next:])
+        self._next = len(self._rows)
+        return rest
+
+    async def close(self) -> None:
+        """Nothing to close: the rows were fetched with the statement."""
+
+    async def __aenter__(self) -> Rows:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Statement:
+    """Awaitable (``await conn.execute(…)``) and an async context manager (``async with conn.execute(…) as rows``)."""
+
+    def __init__(self, connection: aiosqlite.Connection, inline: sqlite3.Connection | None, sql: str,
+                 parameters: Iterable[Any], many: bool) -> None:
+        self._connection = connection
+        self._inline = inline
+        self._sql = sql
+        self._parameters = parameters
+        self._many = many
+
+    def _query(self) -> bool:
+        return self._sql.lstrip()[:7].lower().startswith(_QUERIES) or bool(_RETURNING.search(self._sql))
+
+    def _run_inline(self, inline: sqlite3.Connection) -> Rows:
+        if self._many:
+            cursor = inline.executemany(self._sql, self._parameters)
+            return Rows((), cursor.lastrowid, cursor.rowcount)
+        cursor = inline.execute(self._sql, self._parameters)  # type: ignore[arg-type]
+        if self._query():
+            return Rows(cursor.fetchall(), None, -1)
+        return Rows((), cursor.lastrowid, cursor.rowcount)
+
+    async def _run(self) -> Rows:
+        if self._inline is not None:
+            if self._many:
+                self._parameters = [tuple(row) for row in self._parameters]
+                small = all(_small(row) for row in self._parameters)
+            else:
+                small = _small(self._parameters)
+            if small:
+                return self._run_inline(self._inline)
+        connection, sql = self._connection, self._sql
+        if self._many:
+            cursor = await connection.executemany(sql, self._parameters)
+            return Rows((), cursor.lastrowid, cursor.rowcount)
+        if self._query():
+            rows = await connection.execute_fetchall(sql, self._parameters)
+            return Rows(list(rows), None, -1)
+        cursor = await connection.execute(sql, self._parameters)
+        return Rows((), cursor.lastrowid, cursor.rowcount)
+
+    def __await__(self) -> Generator[Any, None, Rows]:
+        return self._run().__await__()
+
+    async def __aenter__(self) -> Rows:
+        return await self._run()
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class Connection:
+    """An aiosqlite connection whose statements each make one trip to its thread, or none with ``inline``.
+
+    ``inline`` is the same SQLite connection (opened with ``check_same_thread=False``), given only to a
+    transaction that holds the write lock and the connection's lock, so nothing else uses it meanwhile.
+    """
+
+    def __init__(self, connection: aiosqlite.Connection, inline: sqlite3.Connection | None = None) -> None:
+        self._connection = connection
+        self._inline = inline
+
+    def execute(self, sql: str, parameters: Iterable[Any] = ()) -> _Statement:
+        return _Statement(self._connection, self._inline, sql, parameters, many=False)
+
+    def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Statement:
+        return _Statement(self._connection, self._inline, sql, parameters, many=True)
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> list[Any]:
+        """All rows of a query (aiosqlite's name for it)."""
+        return await (await self.execute(sql, parameters)).fetchall()

@@ -1,0 +1,191 @@
+"""Group commit for the SMTP side: the mails of concurrent sessions go into the inbox with one durable COMMIT.
+
+Each session hands its mail over and waits; one writer takes every mail that
+arrived meanwhile, writes them in one transaction on a connection of its own
+(WAL, ``synchronous=FULL``) and answers each session only after the COMMIT
+returned.  The pipeline's transactions run on the other connection: a batch
+never queues behind the pipeline's lock or its statements, it waits only for
+the one transaction that holds SQLite's write lock at that moment
+(``storage.turn``).  While one batch commits, the next gathers: the busier
+the listener, the more mails share an fsync.
+
+The raw mail is read from the session's spool inside the transaction, one
+mail at a time and dropped once written, so a batch of big mails holds one
+of them in memory, not all.  A batch is also kept to ``max_batch_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailticketd.clock import iso, utc_now
+from mailticketd.storage.turn import WriteTurn
+
+# At most this many mails in one transaction: a session waits for its batch, not for the whole queue.
+MAX_BATCH = 200
+
+
+class BacklogFull(Exception):
+    """As many mails wait for processing as ``max_backlog`` allows: the sender should retry later."""
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One mail as the SMTP side received it; ``read`` returns its bytes (it may block: it runs in the writer)."""
+
+    peer: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    message_id: str | None
+    size: int
+    read: Callable[[], bytes]
+    max_backlog: int
+
+
+@dataclass
+class _Waiting:
+    arrival: Arrival
+    future: asyncio.Future[int] = field(repr=False)
+
+
+class Intake:
+    """Writes arriving mails to the inbox, many sessions' mails to one COMMIT."""
+
+    def __init__(self, path: Path, turn: WriteTurn, *, busy_timeout: float = 5.0,
+                 max_batch_bytes: int = 64 << 20) -> None:
+        self.path = path
+        self.turn = turn
+        self.busy_timeout = busy_timeout
+        self.max_batch_bytes = max_batch_bytes
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self.batches = 0  # commits so far (the metrics and the tests read it)
+        self.last_commit = float("-inf")  # the event loop's time of the last commit that stored a mail
+
+    async def store(self, arrival: Arrival) -> int:
+        """Write ``arrival`` durably; returns its inbox id once committed.
+
+        Raises ``BacklogFull`` when too much mail waits, and whatever SQLite raised when the commit failed.
+        """
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(arrival, loop.create_future())
+        self._waiting.append(waiting)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="inbox-intake")
+        return await waiting.future
+
+    async def close(self) -> None:
+        """Finish the batch being written, then close the connection."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+            self._writer = None
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.get_running_loop().run_in_executor(executor, self._close)
+            executor.shutdown(wait=True)
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-intake")
+        while self._waiting:
+            batch: list[_Waiting] = []
+            try:
+                # The batch is taken once it is our turn: whatever arrived while we waited joins it.
+                async with self.turn.hold(urgent=True):
+                    batch = self._take()
+                    results = await asyncio.shield(loop.run_in_executor(self._executor, self._commit, batch))
+            except BaseException as error:  # noqa: BLE001 - every session of the batch hears of it
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(error if isinstance(error, Exception) else RuntimeError(error))
+                if not isinstance(error, Exception):
+                    raise
+                continue
+            self.batches += 1
+            if any(not isinstance(result, Exception) for result in results):
+                self.last_commit = loop.time()
+            for waiting, result in zip(batch, results):
+                if waiting.future.done():
+                    continue  # the session went away meanwhile; its mail is stored all the same
+                if isinstance(result, Exception):
+                    waiting.future.set_exception(result)
+                else:
+                    waiting.future.set_result(result)
+
+    def _take(self) -> list[_Waiting]:
+        """The next batch: oldest first, within ``MAX_BATCH`` mails and ``max_batch_bytes`` (at least one)."""
+        batch: list[_Waiting] = []
+        size = 0
+        while self._waiting and len(batch) < MAX_BATCH:
+            waiting = self._waiting[0]
+            if batch and size + waiting.arrival.size > self.max_batch_bytes:
+                break
+            size += waiting.arrival.size
+            batch.append(self._waiting.pop(0))
+        return batch
+
+    # -- in the writer thread ------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self.busy_timeout)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA secure_delete = ON")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _commit(self, batch: list[_Waiting]) -> list[int | Exception]:
+        conn = self._connect()
+        results: list[int | Exception] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            pending = int(conn.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone()[0])
+            for waiting in batch:
+                arrival = waiting.arrival
+                if pending >= arrival.max_backlog:
+                    results.append(BacklogFull())
+                    continue
+                try:
+                    raw = arrival.read()
+                except Exception as error:  # noqa: BLE001 - this session's spool is gone; the others go on
+                    results.append(error)
+                    continue
+                cursor = conn.execute(
+                    "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, raw)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (iso(utc_now()), arrival.peer, arrival.mail_from, json.dumps(list(arrival.rcpt_tos)),
+                     arrival.message_id, len(raw), raw),
+                )
+                del raw
+                assert cursor.lastrowid is not None
+                results.append(cursor.lastrowid)
+                pending += 1
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # no transaction was open (BEGIN or COMMIT itself failed and ended it)
+            raise
+        return results
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
