@@ -52,7 +52,8 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
 
 
 def submit(driver: webdriver.Chrome, button: WebElement) -> None:
-    """Click a form's button and wait until the answer has replaced the page (the URL may stay the same)."""
+    """Click a form's button (or a link) and wait until the answer has replaced the page (the URL may stay the
+    same), so that nothing is read from the page that was left."""
     button.click()
     WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.staleness_of(button))
     WebDriverWait(driver, PAGE_TIMEOUT).until(

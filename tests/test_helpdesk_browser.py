@@ -44,14 +44,14 @@ def _managers_day(driver: Any, base: str, upload: Path, folder: Path) -> dict[st
     _log_in(driver, base, MANAGER)
     seen["list"] = driver.find_element(By.TAG_NAME, "main").text
     _shoot(driver, folder, "list")
-    driver.find_element(By.LINK_TEXT, "Backup von de-fr-srv-0815 fehlt").click()
+    browser.submit(driver, driver.find_element(By.LINK_TEXT, "Backup von de-fr-srv-0815 fehlt"))
     seen["ticket"] = driver.find_element(By.TAG_NAME, "main").text
     driver.find_element(By.ID, "text").send_keys("Anbei das Protokoll vom Wochenende.")
     driver.find_element(By.ID, "files").send_keys(str(upload))
     browser.submit(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/answer')]//button"))
     seen["answered"] = driver.find_element(By.TAG_NAME, "main").text
     _shoot(driver, folder, "ticket")
-    driver.find_element(By.LINK_TEXT, "Neues Ticket").click()
+    browser.submit(driver, driver.find_element(By.LINK_TEXT, "Neues Ticket"))
     driver.find_element(By.ID, "subject").send_keys("Beide Webserver antworten langsam")
     for vm in ("de-fr-srv-0815", "de-fr-srv-0816"):
         driver.find_element(By.CSS_SELECTOR, f"input[value='{vm}']").click()
@@ -59,7 +59,7 @@ def _managers_day(driver: Any, base: str, upload: Path, folder: Path) -> dict[st
     _shoot(driver, folder, "new-ticket")
     browser.submit(driver, driver.find_element(By.CSS_SELECTOR, "main button[type=submit]"))
     seen["created"] = driver.find_element(By.TAG_NAME, "main").text
-    driver.find_element(By.LINK_TEXT, "Organisation").click()
+    browser.submit(driver, driver.find_element(By.LINK_TEXT, "Organisation"))
     seen["organisation"] = driver.find_element(By.TAG_NAME, "main").text
     _shoot(driver, folder, "organisation")
     browser.submit(driver, driver.find_element(By.CSS_SELECTOR, "header button"))
