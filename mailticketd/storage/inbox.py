@@ -91,7 +91,7 @@ class InboxRepository:
         """Pending rows, failed rows, and when the oldest pending row was received."""
         async with self.conn.execute(
             "SELECT sum(status = 'pending'), sum(status = 'failed'),"
-            " min(CASE WHEN status = 'pending' THEN received_at END) FROM inbox WHERE status != 'done'"
+            " min(CASE WHEN status = 'pending' THEN received_at END) FROM inbox WHERE status IN ('pending', 'failed')"
         ) as cursor:
             row = await cursor.fetchone()
         return (int(row[0] or 0), int(row[1] or 0), row[2]) if row else (0, 0, None)
