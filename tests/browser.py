@@ -8,15 +8,15 @@ serves from the test's event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,6 +55,22 @@ def submit(driver: webdriver.Chrome, button: WebElement) -> None:
     """Click a form's button (or a link) and wait until the answer has replaced the page (the URL may stay the
     same), so that nothing is read from the page that was left."""
     button.click()
-    WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.staleness_of(button))
+    WebDriverWait(driver, PAGE_TIMEOUT).until(_gone(button))
     WebDriverWait(driver, PAGE_TIMEOUT).until(
         lambda current: current.execute_script("return document.readyState") == "complete")
+
+
+def _gone(element: WebElement) -> Callable[[webdriver.Chrome], bool]:
+    """True once ``element`` left the document. Chromium sometimes says so with a plain WebDriverException
+    ("Node with given id does not belong to the document") instead of a stale-element one."""
+    def check(_driver: webdriver.Chrome) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+        return False
+    return check
