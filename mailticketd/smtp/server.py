@@ -94,6 +94,8 @@ class _Protocol(SpoolingData):
         elif text.startswith("530 Must issue a STARTTLS"):
             self._handler.refused(530, "starttls-required", peer=self.client)
             text = replies.MUST_STARTTLS
+        else:
+            text = replies.enhanced(text)
         await super().push(text)
 
     def close_with(self, reply: str) -> None:
