@@ -65,6 +65,12 @@ class Cluster:
         self.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
         return self.url(name)
 
+    def empty_database(self) -> str:
+        """A new database without any schema."""
+        name = f"empty_{os.getpid()}_{next(self._names)}"
+        self.psql(f"CREATE DATABASE {name}")
+        return self.url(name)
+
     def drop(self, url: str) -> None:
         self.psql(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 

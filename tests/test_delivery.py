@@ -10,6 +10,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
 from mailticketd.clock import utc_now
@@ -112,6 +113,7 @@ class DiesAfterSend:
         raise SystemExit("killed")
 
 
+@pytest.mark.sqlite_only
 async def test_maildir_repeat_after_a_crash_replaces_the_copy(tmp_path: Path) -> None:
     """A mail written to the maildir by a run that died before marking it is there once after the next run sends it."""
     config = make_config(tmp_path)
@@ -294,6 +296,7 @@ async def test_temporary_failure_past_max_lifetime_fails(tmp_path: Path) -> None
     assert [(failed.id, error) for failed, error in failures.calls] == [(outbox_id, row.last_error)]
 
 
+@pytest.mark.sqlite_only
 async def test_restart_resumes_the_queue(tmp_path: Path) -> None:
     """A new worker on the reopened database sends what was queued before, and nothing twice."""
     async with Sink() as sink:
@@ -310,6 +313,7 @@ async def test_restart_resumes_the_queue(tmp_path: Path) -> None:
     assert statuses == ["sent", "sent"]
 
 
+@pytest.mark.sqlite_only
 async def test_a_lease_left_by_a_crash_ends_at_the_next_start(tmp_path: Path) -> None:
     """A row claimed by a run that died before marking it is sent by the next run, once."""
     config = make_config(tmp_path)
