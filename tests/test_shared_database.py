@@ -100,6 +100,8 @@ async def test_two_daemons_receiving_at_once_make_each_mail_one_article(tmp_path
                         for ticket in tickets}
             counts = await store.outbox.counts()
         assert len(inbox) == 48 and {row.status for row in inbox} == {"done"}
+        assert {row.attempts for row in inbox} == {1}  # each processed by one daemon, once
+        assert not [row for row in inbox if row.decision == "duplicate"]
         assert sorted(ticket.number for ticket in tickets) == list(range(5000, 5024))
         mail_ids = Counter(article.message_id for views in articles.values() for article in views
                            if article.kind == "mail")
