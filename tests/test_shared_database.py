@@ -192,13 +192,15 @@ async def test_daemons_starting_together_migrate_an_empty_database_once(postgres
 
 def test_serve_refuses_a_generated_token_secret_on_postgresql(tmp_path: Path) -> None:
     """`serve` on a PostgreSQL database without [mail] token_secrets exits 1 and says which setting is missing,
-    before it connects anywhere."""
+    before it connects anywhere; `check-config` finds the same."""
     config = tmp_path / "mailticketd.toml"
     config.write_text('[storage]\ndatabase = "postgresql://mailticketd@127.0.0.1:1/desk"\n'
                       '[mail]\naddresses = ["support@example.net"]\ntoken_secrets = []\n', encoding="utf-8")
     result = cli("--config", str(config), "serve")
     assert result.returncode == 1, result.stderr
     assert "[mail] token_secrets" in result.stderr
+    checked = cli("--config", str(config), "check-config")
+    assert checked.returncode == 2 and "[mail] token_secrets" in checked.stderr
 
 
 def test_check_config_refuses_a_password_in_the_database_url(tmp_path: Path) -> None:
