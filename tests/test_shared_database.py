@@ -108,6 +108,8 @@ async def test_two_daemons_receiving_at_once_make_each_mail_one_article(tmp_path
         assert len(mail_ids) == 48 and set(mail_ids.values()) == {1}
         for views in articles.values():  # first mail and its reply in the same ticket
             assert len([view for view in views if view.kind == "mail"]) == 2
+        health = await running[1].health()
+        assert health["database"]["ok"] and health["inbox"]["pending"] == 0, health
         files = written(running)
         assert counts["queued"] == 0 and len(files) == counts["sent"] > 0
         assert len(set(files)) == len(files)  # no mail written twice
@@ -186,6 +188,33 @@ async def test_daemons_starting_together_migrate_an_empty_database_once(postgres
         for database in databases:
             await database.close()
         assert [row[0] for row in versions] == [databases[0].schema_version]
+    finally:
+        postgres_cluster.drop(url)
+
+
+async def test_the_staff_cli_works_on_the_shared_database_beside_a_daemon(tmp_path: Path, postgres_cluster: Any) -> None:
+    """`migrate` makes the schema of a new PostgreSQL database; an organisation the staff CLI creates there is the
+    running daemon's at once, and the mails it queued are sent by the daemon."""
+    url = postgres_cluster.empty_database()
+    try:
+        config = tmp_path / "mailticketd.toml"
+        config.write_text(f'[storage]\ndatabase = "{url}"\n[mail]\naddresses = ["support@example.net"]\n'
+                          f'token_secrets = ["{TOKEN_SECRET}"]\n[outbound]\nmaildir = "{tmp_path / "cli-maildir"}"\n',
+                          encoding="utf-8")
+        migrated = cli("--config", str(config), "migrate")
+        assert migrated.returncode == 0, migrated.stderr
+        assert "schema version 1" in migrated.stdout and "mailticketd@127.0.0.1" in migrated.stdout
+        async with daemons(tmp_path, url, 1) as [daemon]:
+            created = cli("--config", str(config), "org", "create", "Kunde GmbH", "--commercial",
+                          "chef@kunde.example", "--technical", "technik@kunde.example")
+            assert created.returncode == 0, created.stderr
+            async with daemon.db.read() as store:
+                organisation = await store.organisations.by_name("kunde gmbh")
+                queued = (await store.outbox.counts())["queued"]
+            assert organisation is not None and organisation.name == "Kunde GmbH" and queued == 2
+            daemon.delivery.wake()
+            await outbox_settled(daemon)
+            assert {rcpt for _, rcpt in written([daemon])} == {"chef@kunde.example", "technik@kunde.example"}
     finally:
         postgres_cluster.drop(url)
 
