@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from mailticketd.app import Daemon
@@ -36,7 +37,8 @@ pytestmark = pytest.mark.postgresql
 def shared_config(tmp_path: Path, url: str, name: str, **sections: dict[str, Any]) -> Config:
     """One daemon's config on the shared database: its own folder and maildir, the common token secret."""
     folder = tmp_path / name
-    return make_config(folder, storage={"database": url}, mail={"token_secrets": [TOKEN_SECRET]},
+    storage = {"database": url} | sections.pop("storage", {})
+    return make_config(folder, storage=storage, mail={"token_secrets": [TOKEN_SECRET]},
                        outbound={"maildir": str(folder / "maildir")}, **sections)
 
 
@@ -266,6 +268,30 @@ async def test_the_staff_cli_works_on_the_shared_database_beside_a_daemon(tmp_pa
             daemon.delivery.wake()
             await outbox_settled(daemon)
             assert {rcpt for _, rcpt in written([daemon])} == {"chef@kunde.example", "technik@kunde.example"}
+    finally:
+        postgres_cluster.drop(url)
+
+
+async def test_the_password_comes_from_the_password_file_or_the_environment(
+        tmp_path: Path, postgres_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database user who must give a password gets it from [storage] password_file, else from
+    $MAILTICKETD_DATABASE_PASSWORD; without either the connection is refused.  That user (an owner, no superuser)
+    can make the schema."""
+    url = postgres_cluster.password_database("Pferd-Batterie-7")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.delenv("MAILTICKETD_DATABASE_PASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    try:
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            async with database_for(shared_config(tmp_path, url, "none").storage):
+                pass
+        (tmp_path / "password").write_text("Pferd-Batterie-7\n", encoding="utf-8")
+        config = shared_config(tmp_path, url, "file", storage={"password_file": str(tmp_path / "password")})
+        async with database_for(config.storage) as db, db.read() as store:
+            assert await store.inbox.backlog() == 0
+        monkeypatch.setenv("MAILTICKETD_DATABASE_PASSWORD", "Pferd-Batterie-7")
+        async with database_for(shared_config(tmp_path, url, "env").storage) as db, db.read() as store:
+            assert await store.inbox.backlog() == 0
     finally:
         postgres_cluster.drop(url)
 
