@@ -24,13 +24,12 @@ from mailticketd.outbox.transports import make_transport
 from mailticketd.outbox.worker import DeliveryWorker
 from mailticketd.pipeline.context import Services
 from mailticketd.pipeline.order import Pipeline
-from mailticketd.services import check_start_up
+from mailticketd.services import check_start_up, signer_for
 from mailticketd.smtp.handler import InboundHandler
 from mailticketd.smtp.server import SmtpListener, start_smtp_server
-from mailticketd.storage import Database
+from mailticketd.storage import database_for
 from mailticketd.logs import set_level
 from mailticketd.systemd import NotifyError, notify
-from mailticketd.tickets.tokens import load_signer
 from mailticketd.web import build_web_server
 from mailticketd.web.operations import Operations
 from mailticketd.web.pages import Pages
@@ -53,7 +52,7 @@ class _Parts:
     @classmethod
     def build(cls, config: Config) -> _Parts:
         templates, pages, pipeline = check_start_up(config)
-        signer = load_signer(config.mail.token_secrets, config.storage.database.parent)
+        signer = signer_for(config)
         return cls(pipeline, Services(signer=signer, mailer=Mailer(config, templates, signer)), pages)
 
 
@@ -65,8 +64,9 @@ class Daemon:
         self.metrics = Metrics()
         parts = _Parts.build(config)
         self.pipeline, self.services = parts.pipeline, parts.services
-        self.db = Database(config.storage.database, busy_timeout=config.storage.busy_timeout)
-        self.lock = DatabaseLock(config.storage.database)
+        self.db = database_for(config.storage)
+        # One daemon per SQLite file; PostgreSQL is made for several.
+        self.lock = None if config.storage.shared else DatabaseLock(config.storage.database)
         self.delivery = DeliveryWorker(self.db, config, make_transport(config.outbound), metrics=self.metrics)
         self.delivery.on_failed = failure_reporter(self.db, config, self.services.mailer, self.delivery.wake)
         self.worker = InboxWorker(self.db, config, self.pipeline, self.services, on_committed=self.delivery.wake,
@@ -94,7 +94,8 @@ class Daemon:
 
     async def start(self) -> None:
         """Take the database's lock, open it, start the listeners; on any failure undo all of it and raise."""
-        self.lock.acquire()  # before the first write: a second daemon refuses here (AlreadyRunning)
+        if self.lock is not None:
+            self.lock.acquire()  # before the first write: a second daemon refuses here (AlreadyRunning)
         try:
             await self.db.open()
             self._smtp = await start_smtp_server(self.handler)
@@ -105,13 +106,14 @@ class Daemon:
                 self._smtp = None
             await self.web.stop()
             await self.db.close()
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
             raise
         self._tasks = [asyncio.create_task(self.worker.run(), name="inbox-worker"),
                        asyncio.create_task(self.delivery.run(), name="delivery-worker")]
         log.info("daemon.started", version=__version__, config=self.config.source,
                  smtp=f"{self.config.smtp.host}:{self.smtp_port}",
-                 http=f"{self.config.http.host}:{self.http_port}", database=str(self.config.storage.database))
+                 http=f"{self.config.http.host}:{self.http_port}", database=self.db.describe)
 
     async def stop(self) -> None:
         """Stop accepting, let open SMTP sessions and the workers finish, close the database."""
@@ -124,7 +126,8 @@ class Daemon:
         await asyncio.gather(*self._tasks)
         self._tasks = []
         await self.db.close()
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
         log.info("daemon.stopped")
 
     def reload(self, config: Config) -> list[str]:

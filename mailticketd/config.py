@@ -18,6 +18,9 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 CONFIG_ENV = "MAILTICKETD_CONFIG"
+# The PostgreSQL password, when ``[storage] password_file`` is not set (the URL never holds it).
+PASSWORD_ENV = "MAILTICKETD_DATABASE_PASSWORD"
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 SYSTEM_CONFIG = Path("/etc/mailticketd/mailticketd.toml")
 LANGUAGES = ("de", "en")
 TRANSPORTS = ("maildir", "smtp")
@@ -108,13 +111,38 @@ class InboxConfig:
     max_attempts: int
     retry_delay: float
     poll_interval: float
+    claim_lease: float  # seconds a daemon sharing the database keeps the mails it took; then another takes them
 
 
 @dataclass(frozen=True)
 class StorageConfig:
-    database: Path
+    database: Path  # the SQLite file; not used when ``url`` selects PostgreSQL
     busy_timeout: float
     state_directory: Path
+    url: str = ""  # postgresql://user@host:port/name (never with a password): PostgreSQL instead of the file
+    password_file: Path | None = None  # its first line is the PostgreSQL password
+
+    @property
+    def shared(self) -> bool:
+        """True when the database is PostgreSQL, which several daemons may share."""
+        return bool(self.url)
+
+    @property
+    def name(self) -> str:
+        """The database for people: the URL or the file."""
+        return self.url or str(self.database)
+
+    def password(self) -> str | None:
+        """The PostgreSQL password: ``password_file``'s first line, else ``$MAILTICKETD_DATABASE_PASSWORD``, else
+        None (the driver then reads ``$PGPASSWORD`` and ``~/.pgpass`` as libpq does)."""
+        if self.password_file is not None:
+            try:
+                lines = self.password_file.read_text("utf-8").splitlines()
+            except OSError as error:
+                raise ConfigError(str(self.password_file), "[storage] password_file",
+                                  f"cannot be read: {error.strerror or error}") from error
+            return lines[0] if lines else ""
+        return os.environ.get(PASSWORD_ENV) or None
 
 
 @dataclass(frozen=True)
@@ -292,7 +320,7 @@ def _build(v: dict[str, dict[str, Any]], source: str, base: Path) -> Config:
                          ("smtp", "spool_threshold"), ("http", "max_connections")):
         if v[section][key] < 1:
             raise fail(f"[{section}] {key}", f"must be at least 1, got {v[section][key]!r}")
-    for section, key in (("smtp", "idle_timeout"), ("smtp", "busy_idle_timeout"), ("smtp", "max_session_time"),
+    for section, key in (("inbox", "claim_lease"), ("smtp", "idle_timeout"), ("smtp", "busy_idle_timeout"), ("smtp", "max_session_time"),
                          ("http", "header_timeout")):
         if v[section][key] <= 0:
             raise fail(f"[{section}] {key}", f"must be more than 0 seconds, got {v[section][key]!r}")
@@ -361,8 +389,7 @@ def _build(v: dict[str, dict[str, Any]], source: str, base: Path) -> Config:
         tickets=TicketsConfig(**v["tickets"]),
         notify=NotifyConfig(**v["notify"]),
         inbox=InboxConfig(**v["inbox"]),
-        storage=StorageConfig(database=place(v["storage"]["database"]), busy_timeout=v["storage"]["busy_timeout"],
-                              state_directory=state),
+        storage=_storage(v["storage"], state, place, fail),
         outbound=OutboundConfig(**(v["outbound"] | {"maildir": place(v["outbound"]["maildir"])})),
         http=HttpConfig(host=http_host, port=http_port, base_url=_base_url(v["http"]["base_url"], fail),
                         **{key: value for key, value in v["http"].items() if key not in ("listen", "base_url")}),
@@ -374,6 +401,29 @@ def _build(v: dict[str, dict[str, Any]], source: str, base: Path) -> Config:
         health=HealthConfig(**v["health"]),
         log=LogConfig(format=v["log"]["format"], level=v["log"]["level"]),
     )
+
+
+def _storage(values: dict[str, Any], state: Path, place: Any, fail: Any) -> StorageConfig:
+    """A path selects SQLite; a ``postgresql://`` URL PostgreSQL, whose password is never in the config."""
+    database: str = values["database"]
+    password_file = _path(values["password_file"], place)
+    if "://" not in database:
+        return StorageConfig(database=place(database), busy_timeout=values["busy_timeout"], state_directory=state,
+                             password_file=password_file)
+    url = urlsplit(database)
+    if url.scheme not in POSTGRESQL_SCHEMES:
+        raise fail("[storage] database", f"is a path (SQLite) or a postgresql:// URL, got {url.scheme}://")
+    if url.password is not None:
+        raise fail("[storage] database", f"must not contain a password: put it in [storage] password_file or "
+                                         f"${PASSWORD_ENV}")
+    if not url.path.strip("/"):
+        raise fail("[storage] database", "needs the database's name: postgresql://user@host:port/name")
+    try:
+        url.port
+    except ValueError as error:
+        raise fail("[storage] database", f"has a bad port: {error}") from error
+    return StorageConfig(database=place("mailticketd.sqlite3"), busy_timeout=values["busy_timeout"],
+                         state_directory=state, url=database, password_file=password_file)
 
 
 def _path(value: str, place: Any) -> Path | None:

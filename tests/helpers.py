@@ -18,11 +18,16 @@ from mailticketd.app import Daemon
 from mailticketd.config import Config, load_config
 
 SUPPORT = "support@example.net"
+# The PostgreSQL database of the running test (tests/conftest.py sets it on that backend), else None: SQLite.
+DATABASE_URL: str | None = None
+# Daemons sharing a PostgreSQL database sign reply tokens with configured secrets (a generated one is refused).
+TOKEN_SECRET = "test-secret-for-every-daemon-0123"
 CORPUS = Path(os.environ.get("MAILTICKETD_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus" / "mail"))
 
 
 def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
-    """A config on real files under ``tmp_path``, SMTP on a free loopback port."""
+    """A config on real files under ``tmp_path`` (the database: the test's PostgreSQL one on that backend), SMTP on a
+    free loopback port."""
     overrides: dict[str, dict[str, Any]] = {
         "smtp": {"listen": "127.0.0.1:0", "hostname": "mx.example.net"},
         "http": {"listen": "127.0.0.1:0"},
@@ -32,6 +37,9 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
         "inbox": {"poll_interval": 0.2, "retry_delay": 0.2},
         "operators": {"addresses": ["op@provider.example"]},
     }
+    if DATABASE_URL is not None:
+        overrides["storage"]["database"] = DATABASE_URL
+        overrides["mail"]["token_secrets"] = [TOKEN_SECRET]
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
     return load_config(None, overrides)

@@ -10,13 +10,14 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
 from mailticketd.clock import utc_now
 from mailticketd.config import Config
 from mailticketd.outbox.transports import MaildirTransport, SmtpTransport, make_transport
 from mailticketd.outbox.worker import DeliveryWorker
-from mailticketd.storage import Database
+from mailticketd.storage import database_for
 from mailticketd.storage.outbox import OutboxRow
 from tests.helpers import SUPPORT, free_port, make_config
 from tests.sink import Sink
@@ -80,7 +81,7 @@ def relay_config(tmp_path: Path, relay: str, **outbound: Any) -> Config:
 async def test_maildir_writes_one_file_per_recipient(tmp_path: Path) -> None:
     """Two rows for two recipients become two files in new/, each starting with its Delivered-To."""
     config = make_config(tmp_path)
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         await enqueue(db, "anna@customer.example", body="Erste Zeile.\n.Punkt am Anfang.\n")
         await enqueue(db, "bert@customer.example", body="Erste Zeile.\n.Punkt am Anfang.\n")
         worker = DeliveryWorker(db, config, make_transport(config.outbound))
@@ -112,11 +113,12 @@ class DiesAfterSend:
         raise SystemExit("killed")
 
 
+@pytest.mark.sqlite_only
 async def test_maildir_repeat_after_a_crash_replaces_the_copy(tmp_path: Path) -> None:
     """A mail written to the maildir by a run that died before marking it is there once after the next run sends it."""
     config = make_config(tmp_path)
     maildir = config.outbound.maildir
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         outbox_id = await enqueue(db, "anna@customer.example")
         try:
             await DeliveryWorker(db, config, DiesAfterSend(MaildirTransport(maildir))).drain()
@@ -153,7 +155,7 @@ async def test_relay_receives_the_mail_with_its_envelope(tmp_path: Path) -> None
     """The relay gets the raw mail from the support address to the row's recipient, and the row is sent."""
     async with Sink() as sink:
         config = relay_config(tmp_path, sink.relay)
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             outbox_id = await enqueue(db, "anna@customer.example")
             worker = DeliveryWorker(db, config, make_transport(config.outbound))
             with structlog.testing.capture_logs() as logs:
@@ -177,7 +179,7 @@ async def test_relay_down_then_up_delivers_exactly_once(tmp_path: Path) -> None:
     clock = FakeClock()
     sink = Sink(free_port())
     config = relay_config(tmp_path, sink.relay)
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         outbox_id = await enqueue(db, "anna@customer.example", now=clock())
         worker = DeliveryWorker(db, config, make_transport(config.outbound), clock=clock)
         assert await worker.process_next() is True
@@ -200,7 +202,7 @@ async def test_back_off_doubles_up_to_the_cap(tmp_path: Path) -> None:
     """Each temporary failure doubles the wait, which never exceeds max_retry_delay."""
     clock = FakeClock()
     config = relay_config(tmp_path, f"127.0.0.1:{free_port()}", retry_delay=60.0, max_retry_delay=200.0)
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         outbox_id = await enqueue(db, "anna@customer.example", now=clock())
         worker = DeliveryWorker(db, config, make_transport(config.outbound), clock=clock)
         waits = []
@@ -220,7 +222,7 @@ async def test_temporary_data_refusal_is_retried(tmp_path: Path) -> None:
     async with Sink() as sink:
         sink.data_reply = "451 4.3.0 Try again later"
         config = relay_config(tmp_path, sink.relay)
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             outbox_id = await enqueue(db, "anna@customer.example", now=clock())
             failures = FailureLog()
             worker = DeliveryWorker(db, config, make_transport(config.outbound), failures, clock=clock)
@@ -242,7 +244,7 @@ async def test_permanent_rcpt_refusal_fails_at_once(tmp_path: Path) -> None:
     async with Sink() as sink:
         sink.rcpt_reply = "550 5.1.1 <anna@customer.example>: Recipient address rejected"
         config = relay_config(tmp_path, sink.relay)
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             outbox_id = await enqueue(db, "anna@customer.example", now=clock())
             failures = FailureLog()
             worker = DeliveryWorker(db, config, make_transport(config.outbound), failures, clock=clock)
@@ -265,7 +267,7 @@ async def test_permanent_data_refusal_fails_at_once(tmp_path: Path) -> None:
     async with Sink() as sink:
         sink.data_reply = "554 5.7.1 Message rejected as spam"
         config = relay_config(tmp_path, sink.relay)
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             outbox_id = await enqueue(db, "anna@customer.example")
             failures = FailureLog()
             worker = DeliveryWorker(db, config, make_transport(config.outbound), failures)
@@ -279,7 +281,7 @@ async def test_temporary_failure_past_max_lifetime_fails(tmp_path: Path) -> None
     """Once a row is older than max_lifetime, the next temporary failure fails it and tells on_failed."""
     clock = FakeClock()
     config = relay_config(tmp_path, f"127.0.0.1:{free_port()}", max_lifetime=3600.0)
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         outbox_id = await enqueue(db, "anna@customer.example", now=clock())
         failures = FailureLog()
         worker = DeliveryWorker(db, config, make_transport(config.outbound), failures, clock=clock)
@@ -294,15 +296,16 @@ async def test_temporary_failure_past_max_lifetime_fails(tmp_path: Path) -> None
     assert [(failed.id, error) for failed, error in failures.calls] == [(outbox_id, row.last_error)]
 
 
+@pytest.mark.sqlite_only
 async def test_restart_resumes_the_queue(tmp_path: Path) -> None:
     """A new worker on the reopened database sends what was queued before, and nothing twice."""
     async with Sink() as sink:
         config = relay_config(tmp_path, sink.relay)
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             first = await enqueue(db, "anna@customer.example")
             second = await enqueue(db, "bert@customer.example")
             assert await DeliveryWorker(db, config, make_transport(config.outbound)).process_next()
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             assert await DeliveryWorker(db, config, make_transport(config.outbound)).drain() == 1
             statuses = [(await row_of(db, outbox_id)).status for outbox_id in (first, second)]
     assert [received.rcpt_tos for received in sink.received] == [("anna@customer.example",),
@@ -310,10 +313,11 @@ async def test_restart_resumes_the_queue(tmp_path: Path) -> None:
     assert statuses == ["sent", "sent"]
 
 
+@pytest.mark.sqlite_only
 async def test_a_lease_left_by_a_crash_ends_at_the_next_start(tmp_path: Path) -> None:
     """A row claimed by a run that died before marking it is sent by the next run, once."""
     config = make_config(tmp_path)
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         outbox_id = await enqueue(db, "anna@customer.example")
         async with db.transaction() as store:
             assert await store.outbox.claim_next(utc_now(), utc_now() + timedelta(hours=1)) is not None
@@ -333,7 +337,7 @@ async def test_a_failing_on_failed_does_not_stop_the_worker(tmp_path: Path) -> N
 
     async with Sink() as sink:
         config = relay_config(tmp_path, sink.relay)
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             doomed = await enqueue(db, "nobody@customer.example")
             fine = await enqueue(db, "anna@customer.example")
             worker = DeliveryWorker(db, config, make_transport(config.outbound), broken)
@@ -352,7 +356,7 @@ async def test_relay_login_when_a_username_is_set(tmp_path: Path) -> None:
     async with Sink(credentials=("mailticketd", "s3cret")) as sink:
         config = relay_config(tmp_path, sink.relay, relay_security="none",
                               relay_username="mailticketd", relay_password="s3cret")
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             outbox_id = await enqueue(db, "anna@customer.example")
             assert await DeliveryWorker(db, config, make_transport(config.outbound)).drain() == 1
             row = await row_of(db, outbox_id)
@@ -365,7 +369,7 @@ async def test_required_starttls_is_never_skipped(tmp_path: Path) -> None:
     """relay_security = "starttls" against a relay without STARTTLS sends nothing in the clear and retries."""
     async with Sink() as sink:
         config = relay_config(tmp_path, sink.relay, relay_security="starttls")
-        async with Database(config.storage.database) as db:
+        async with database_for(config.storage) as db:
             outbox_id = await enqueue(db, "anna@customer.example")
             assert await DeliveryWorker(db, config, make_transport(config.outbound)).drain() == 1
             row = await row_of(db, outbox_id)
@@ -391,7 +395,7 @@ class WritingTransport:
 async def test_the_database_is_free_while_sending(tmp_path: Path) -> None:
     """The worker releases the database before the transport runs, so other writers are never blocked by a send."""
     config = make_config(tmp_path)
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         outbox_id = await enqueue(db, "anna@customer.example")
         transport = WritingTransport(db)
         assert await DeliveryWorker(db, config, transport).drain() == 1
@@ -403,7 +407,7 @@ async def test_the_database_is_free_while_sending(tmp_path: Path) -> None:
 async def test_run_sends_when_woken_and_stops(tmp_path: Path) -> None:
     """The running worker sends a row queued after it started once woken, and returns from run() on stop()."""
     config = make_config(tmp_path, outbound={"poll_interval": 30.0})
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         worker = DeliveryWorker(db, config, make_transport(config.outbound))
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(0.05)
@@ -420,7 +424,7 @@ async def test_run_sends_when_woken_and_stops(tmp_path: Path) -> None:
 async def test_list_and_counts_show_the_queue(tmp_path: Path) -> None:
     """The repository lists rows by status without their bytes and counts every status."""
     config = make_config(tmp_path)
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         queued = await enqueue(db, "anna@customer.example")
         failed = await enqueue(db, "bert@customer.example")
         async with db.transaction() as store:
@@ -438,7 +442,7 @@ async def test_count_recent_counts_automatic_mails_to_one_address(tmp_path: Path
     """count_recent counts an address's rows of the given kinds since a moment, ignoring case and other kinds."""
     config = make_config(tmp_path)
     now = utc_now()
-    async with Database(config.storage.database) as db:
+    async with database_for(config.storage) as db:
         async with db.transaction() as store:
             for kind, rcpt, age in (("ack", "Anna@Customer.example", 10), ("notice", "anna@customer.example", 30),
                                     ("ack", "anna@customer.example", 7200), ("reply", "anna@customer.example", 5),

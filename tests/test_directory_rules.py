@@ -15,7 +15,7 @@ from mailticketd.directory.errors import AdminError
 from mailticketd.directory.models import User
 from mailticketd.directory.policy import author_status, expires_soon, has_expired, is_authorised, may_act_on
 from mailticketd.services import make_mailer
-from mailticketd.storage import Database
+from mailticketd.storage import Database, database_for
 from mailticketd.tickets.models import Ticket
 from mailticketd.views import organisation_view
 from tests.helpers import make_config, make_mail, send, settle
@@ -39,7 +39,7 @@ def ticket(organisation_id: int | None = 7, requester_id: int | None = 99) -> Ti
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "mailticketd.sqlite3") as database:
+    async with database_for(make_config(tmp_path).storage) as database:
         yield database
 
 

@@ -215,7 +215,8 @@ def test_the_wheel_carries_the_templates_and_no_test_tools(tmp_path: Path) -> No
                if name.startswith("mailticketd/templates/")}
     assert shipped == {str(path.relative_to(ROOT / "templates")) for path in (ROOT / "templates").rglob("*")
                        if path.is_file()}
-    assert {"mailticketd/defaults.toml", "mailticketd/storage/migrations/0001_initial.sql"} <= names
+    assert {"mailticketd/defaults.toml", "mailticketd/storage/migrations/sqlite/0001_initial.sql",
+            "mailticketd/storage/migrations/postgresql/0001_initial.sql"} <= names
     assert not [name for name in names if name.startswith(("tests/", "bench/"))]
     assert not [name for name in names if re.search(r"\.sqlite3|/var/", name)]
 

@@ -12,7 +12,7 @@ from mailticketd.mail.parse import parse_mail
 from mailticketd.pipeline.context import Context, Envelope
 from mailticketd.pipeline.order import DEFAULT_ORDER, Pipeline, PipelineError
 from mailticketd.pipeline.steps.guard_loop import GuardLoop
-from mailticketd.storage import Database
+from mailticketd.storage import database_for
 from tests.helpers import make_config, make_mail
 
 
@@ -39,7 +39,7 @@ def test_default_order_follows_the_design() -> None:
 async def guard(tmp_path: Path, raw: bytes, mail_from: str = "kunde@customer.example", **config_sections: dict) -> Context:
     config = make_config(tmp_path, **config_sections)
     daemon = Daemon(config)
-    async with Database(config.storage.database) as db, db.read() as store:
+    async with database_for(config.storage) as db, db.read() as store:
         ctx = Context(inbox_id=1, envelope=Envelope("127.0.0.1:1", mail_from, ("support@example.net",)),
                       mail=parse_mail(raw), visible_text="", store=store, config=config,
                       services=daemon.services, now=utc_now())

@@ -8,11 +8,13 @@ from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 from mailticketd.app import Daemon
 from mailticketd.clock import utc_now
 from mailticketd.directory.admin import DirectoryAdmin
 from mailticketd.directory.models import User
-from mailticketd.storage import Database
+from mailticketd.storage import SqliteDatabase as Database
 from mailticketd.storage.db import _statements
 from tests.helpers import make_mail
 from tests.outbound import OPERATOR, body_of, deliver, desk, mails_to, parsed, quiet, to
@@ -84,11 +86,12 @@ async def test_temporary_manager_acts_on_colleagues_tickets_only_while_authorise
             assert len(await store.tickets.list()) == 2  # attached to 10000 this time
 
 
+@pytest.mark.sqlite_only
 async def test_migration_brings_roles_in_line_and_reports_each_change(tmp_path: Path) -> None:
     """An old database's unauthorised managers become users and its authorised users managers; every change is
     an audit entry by "migration 0006", and users already in line are left alone."""
     path = tmp_path / "old.sqlite3"
-    folder = resources.files("mailticketd.storage").joinpath("migrations")
+    folder = resources.files("mailticketd.storage").joinpath("migrations", "sqlite")
     with sqlite3.connect(path) as conn:
         for name in sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql")):
             if int(name[:4]) <= 4:

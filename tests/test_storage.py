@@ -6,14 +6,17 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from mailticketd.storage import Database
+from mailticketd.storage import SqliteDatabase, database_for
+from tests.helpers import make_config
 
 
+@pytest.mark.sqlite_only
 async def test_cancelled_transaction_leaves_the_connection_usable(tmp_path: Path) -> None:
     """A write cancelled while it waits for another process's lock (an SMTP client hanging up) does not wedge later writes."""
-    async with Database(tmp_path / "db.sqlite3", busy_timeout=1.0) as db:
+    async with SqliteDatabase(tmp_path / "db.sqlite3", busy_timeout=1.0) as db:
         blocker = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
 
@@ -35,8 +38,8 @@ async def test_cancelled_transaction_leaves_the_connection_usable(tmp_path: Path
 
 async def test_failed_statement_rolls_back_the_whole_transaction(tmp_path: Path) -> None:
     """An error inside a transaction undoes its earlier writes and the next transaction starts clean."""
-    async with Database(tmp_path / "db.sqlite3") as db:
-        with pytest.raises(sqlite3.IntegrityError):
+    async with database_for(make_config(tmp_path).storage) as db:
+        with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
             async with db.transaction() as store:
                 await store.inbox.add(peer="", mail_from="a@b", rcpt_tos=["s@x"], message_id=None, raw=b"x")
                 await store.conn.execute("INSERT INTO tickets (id, number, subject, created_at, updated_at)"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailticketd.storage import Database
+from mailticketd.storage import SqliteDatabase as Database
 
 
 async def test_the_automatic_answer_limit_is_counted_from_an_index(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from email.header import Header
 from typing import Any
 
+import pytest
+
 from mailticketd.app import Daemon
 from mailticketd.views import ticket_detail_view, tickets_view, users_view
 from tests.helpers import make_mail, message_id_of, send, settle
@@ -234,6 +236,7 @@ async def test_same_message_id_from_another_sender_is_not_a_duplicate(daemon: Da
     assert len(await tickets(daemon)) == 2
 
 
+@pytest.mark.sqlite_only
 async def test_attachments_are_stored_once_per_content(daemon: Daemon) -> None:
     """The same file sent twice is one blob, listed on both articles with name, size and sha256."""
     pdf = b"%PDF-1.4 invoice " * 100

@@ -11,7 +11,7 @@ from mailticketd.cli import directory, ops, tickets
 from mailticketd.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, CommandError, Handler, require_database
 from mailticketd.cli.ownership import hand_over
 from mailticketd.config import Config, ConfigError, config_path, load_config
-from mailticketd.storage import Database, SchemaTooNew
+from mailticketd.storage import SchemaTooNew, database_for
 
 _HANDLERS: dict[tuple[str, str | None], Handler] = {}
 _CONFIG_HELP = "TOML config file (default: $MAILTICKETD_CONFIG, else /etc/mailticketd/mailticketd.toml if it " \
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _run_command(args: argparse.Namespace, config: Config) -> int:
     require_database(config)
-    db = Database(config.storage.database, busy_timeout=config.storage.busy_timeout)
+    db = database_for(config.storage)
     try:
         await db.open()
         try:

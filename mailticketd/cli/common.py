@@ -52,6 +52,6 @@ def emit(args: argparse.Namespace, data: Any, table: Callable[[], str]) -> None:
 
 def require_database(config: Config) -> None:
     """Refuse to work on a database that is not there: a wrong config or folder would make a new, empty one."""
-    if not config.storage.database.exists():
+    if not config.storage.shared and not config.storage.database.exists():
         raise CommandError(f"no database at {config.storage.database} (config: {config.source}); "
                            "`mailticketd migrate` creates a new one, and so does `mailticketd serve`")

@@ -16,7 +16,7 @@ from mailticketd.cli.ownership import hand_over
 from mailticketd.cli.production import production_warnings
 from mailticketd.clock import iso, utc_now
 from mailticketd.config import Config, config_path
-from mailticketd.storage import Database, SchemaTooNew
+from mailticketd.storage import Database, SchemaTooNew, database_for
 
 # Nagios plugin exit codes: `status` doubles as a monitoring check.
 STATUS_OK, STATUS_WARNING, STATUS_CRITICAL = 0, 1, 2
@@ -61,12 +61,13 @@ def run_standalone(args: argparse.Namespace, config: Config) -> int | None:
 def _serve(config: Config, config_file: Path | None) -> int:
     from mailticketd.app import serve
     from mailticketd.daemon_lock import AlreadyRunning
+    from mailticketd.services import SecretsNotShared
     from mailticketd.logs import setup_logging
 
     setup_logging(config.log.format, config.log.level)
     try:
         asyncio.run(serve(config, config_file))
-    except (SchemaTooNew, AlreadyRunning) as error:
+    except (SchemaTooNew, AlreadyRunning, SecretsNotShared) as error:
         print(f"mailticketd: {error}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as error:
@@ -80,9 +81,9 @@ def _serve(config: Config, config_file: Path | None) -> int:
 
 def _migrate(args: argparse.Namespace, config: Config) -> int:
     async def migrate() -> dict[str, Any]:
-        existed = config.storage.database.exists()
-        async with Database(config.storage.database, busy_timeout=config.storage.busy_timeout) as db:
-            return {"database": str(config.storage.database), "created": not existed,
+        existed = config.storage.shared or config.storage.database.exists()
+        async with database_for(config.storage) as db:
+            return {"database": db.describe, "created": not existed,
                     "schema_version": db.schema_version}
 
     try:
@@ -94,7 +95,7 @@ def _migrate(args: argparse.Namespace, config: Config) -> int:
         print(f"mailticketd: migrate: {error}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as error:
-        print(f"mailticketd: migrate: cannot open {config.storage.database}: {error}", file=sys.stderr)
+        print(f"mailticketd: migrate: cannot open {config.storage.name}: {error}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         hand_over(config)
@@ -112,7 +113,7 @@ def _check_config(config: Config, production: bool) -> int:
     except Exception as error:
         print(f"mailticketd: check-config: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"config OK: {config.source}; templates OK: {config.mail.templates}; database: {config.storage.database}")
+    print(f"config OK: {config.source}; templates OK: {config.mail.templates}; database: {config.storage.name}")
     warnings = production_warnings(config)
     if not warnings:
         return EXIT_OK
@@ -151,10 +152,10 @@ def _status(args: argparse.Namespace, config: Config) -> int:
     from mailticketd.health import health_report
 
     async def report() -> dict[str, Any]:
-        if not config.storage.database.exists():
+        if not config.storage.shared and not config.storage.database.exists():
             return {"ok": False, "checked_at": iso(utc_now()),
                     "database": {"ok": False, "error": f"no database at {config.storage.database}"}}
-        async with Database(config.storage.database, busy_timeout=config.storage.busy_timeout) as db:
+        async with database_for(config.storage) as db:
             return await health_report(db, utc_now(), config.health.stuck_after)
 
     try:

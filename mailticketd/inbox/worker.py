@@ -121,9 +121,13 @@ class InboxWorker(QueueWorker):
         return True
 
     async def _read_ahead(self) -> None:
-        """Read the next due rows and start parsing them, in order, in the background."""
-        async with self.db.read() as store:
-            items = await store.inbox.next_due_batch(self.clock(), limit=LOOK_AHEAD, max_bytes=LOOK_AHEAD_BYTES)
+        """Read (claim, where daemons share the database) the next due rows and start parsing them, in order, in the
+        background."""
+        now = self.clock()
+        async with self.db.claims() as store:
+            items = await store.inbox.claim_due_batch(
+                now, owner=self.db.owner, lease_until=now + timedelta(seconds=self.config.inbox.claim_lease),
+                limit=LOOK_AHEAD, max_bytes=LOOK_AHEAD_BYTES)
         loop = asyncio.get_running_loop()
         for row, raw in items:
             if row.id in self._taken:
@@ -137,6 +141,9 @@ class InboxWorker(QueueWorker):
         envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,
                             web=WebOrigin.from_row(row.origin))
         async with self.db.transaction() as store:
+            if not await store.inbox.still_claimed(row.id, self.db.owner):
+                log.warning("mail.taken_over")  # our lease ended and another daemon took the mail: it is theirs
+                return
             ctx = Context(inbox_id=row.id, envelope=envelope, mail=prepared.mail, visible_text=prepared.visible_text,
                           store=store, config=self.config, services=self.services, now=self.clock(),
                           new_text=prepared.new_text)

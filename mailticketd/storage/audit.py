@@ -41,15 +41,14 @@ class AuditRepository:
         """Append one entry; it commits (or not) with the change it describes."""
         cursor = await self.conn.execute(
             "INSERT INTO audit_log (at, actor, action, subject, before_state, after_state, request)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (iso(at), actor, action, subject, _text(before), _text(after), _text(request)),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int((await cursor.fetchone())[0])
 
     async def list(self, subject: str | None = None) -> list[AuditEntry]:
         """Entries in the order they were written, optionally only those about ``subject``."""
-        where, params = ("WHERE subject = ? COLLATE NOCASE", (subject,)) if subject else ("", ())
+        where, params = (f"WHERE {self.conn.dialect.equals_nocase('subject')}", (subject,)) if subject else ("", ())
         async with self.conn.execute(
             "SELECT id, at, actor, action, subject, before_state, after_state, request"
             f" FROM audit_log {where} ORDER BY id",

@@ -21,9 +21,11 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Generator, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
+
+from mailticketd.storage.dialect import SQLITE, Dialect
 
 # Statements whose rows are read: fetched with the statement.
 _QUERIES = ("select", "with", "pragma", "values")
@@ -128,12 +130,37 @@ class _Statement:
         return None
 
 
-class Connection:
+class Statement(Protocol):
+    """What ``execute`` gives: awaited, or entered with ``async with``, it runs and yields its ``Rows``."""
+
+    def __await__(self) -> Generator[Any, None, Rows]: ...
+
+    async def __aenter__(self) -> Rows: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class Connection(Protocol):
+    """What the repositories use of a connection, whichever the backend: ``?`` placeholders (or ``:name``), rows
+    indexable by position, and the backend's ``dialect`` for the SQL that differs."""
+
+    dialect: Dialect
+
+    def execute(self, sql: str, parameters: Iterable[Any] = ()) -> Statement: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> Statement: ...
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> list[Any]: ...
+
+
+class SqliteConnection:
     """An aiosqlite connection whose statements each make one trip to its thread, or none with ``inline``.
 
     ``inline`` is the same SQLite connection (opened with ``check_same_thread=False``), given only to a
     transaction that holds the write lock and the connection's lock, so nothing else uses it meanwhile.
     """
+
+    dialect = SQLITE
 
     def __init__(self, connection: aiosqlite.Connection, inline: sqlite3.Connection | None = None) -> None:
         self._connection = connection

@@ -1,4 +1,4 @@
-"""The SQLite connection, its writer lock, migrations, and transactions.
+"""The SQLite backend: its connection, its writer lock, migrations, and transactions.
 
 One connection serves the whole process, guarded by an ``asyncio.Lock``:
 two tasks sharing a connection without one lose each other's writes.  Every
@@ -12,65 +12,23 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
 import aiosqlite
 
-from mailticketd.storage.audit import AuditRepository
-from mailticketd.storage.connection import Connection
-from mailticketd.storage.directory import OrganisationRepository, UserRepository, VmRepository
-from mailticketd.storage.helpdesk import HelpdeskRepository
-from mailticketd.storage.inbox import InboxRepository
+from mailticketd.storage.base import Database, SchemaTooNew, Store
+from mailticketd.storage.connection import SqliteConnection
+from mailticketd.storage.dialect import SQLITE
 from mailticketd.storage.intake import Intake
 from mailticketd.storage.turn import WriteTurn
-from mailticketd.storage.outbox import OutboxRepository
-from mailticketd.storage.tickets import ArticleRepository, TicketRepository
-from mailticketd.storage.verification import VerificationRepository
 
-
-class SchemaTooNew(Exception):
-    """The database was written by a newer mailticketd than this one."""
-
-    def __init__(self, found: int, known: int) -> None:
-        super().__init__(f"database schema version {found} is newer than this mailticketd knows ({known})")
-        self.found = found
-        self.known = known
-
-
-class Store:
-    """The repositories of one connection, used inside a transaction or a read."""
-
-    @asynccontextmanager
-    async def savepoint(self, name: str) -> AsyncIterator[None]:
-        """A part of the transaction that is undone alone when its block raises."""
-        await self.conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            await self.conn.execute(f"ROLLBACK TO {name}")
-            await self.conn.execute(f"RELEASE {name}")
-            raise
-        await self.conn.execute(f"RELEASE {name}")
-
-    def __init__(self, raw: aiosqlite.Connection, *, inline: sqlite3.Connection | None = None) -> None:
-        conn = Connection(raw, inline)
-        self.conn = conn
-        self.inbox = InboxRepository(conn)
-        self.organisations = OrganisationRepository(conn)
-        self.users = UserRepository(conn)
-        self.vms = VmRepository(conn)
-        self.verifications = VerificationRepository(conn)
-        self.tickets = TicketRepository(conn)
-        self.articles = ArticleRepository(conn)
-        self.outbox = OutboxRepository(conn)
-        self.audit = AuditRepository(conn)
-        self.helpdesk = HelpdeskRepository(conn)
+__all__ = ["SqliteDatabase", "SchemaTooNew", "Store"]
 
 
 def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("mailticketd.storage").joinpath("migrations")
+    folder = resources.files("mailticketd.storage").joinpath("migrations", "sqlite")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):
@@ -78,14 +36,17 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class Database:
+class SqliteDatabase(Database):
     """An open SQLite database in WAL mode with one guarded writer connection.
 
     The SMTP side writes arriving mail through ``intake`` instead: a connection of its own that commits
     concurrent sessions' mails together, so they never wait for the pipeline's lock.
     """
 
+    dialect = SQLITE
+
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+        super().__init__()
         self.path = path
         self.busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
@@ -121,12 +82,9 @@ class Database:
             async with self._lock:
                 await conn.close()
 
-    async def __aenter__(self) -> Database:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    @property
+    def describe(self) -> str:
+        return str(self.path)
 
     @property
     def schema_version(self) -> int:
@@ -162,7 +120,7 @@ class Database:
         async with self._lock, self._turn.hold():
             try:
                 await self._begin(conn)
-                yield Store(conn, inline=_sqlite(conn))
+                yield Store(SqliteConnection(conn, _sqlite(conn)))
                 await conn.execute("COMMIT")
             except BaseException:
                 # Also after a cancellation mid-BEGIN or a failed COMMIT: the connection must leave
@@ -191,9 +149,13 @@ class Database:
         async with self._lock:
             try:
                 await conn.execute("BEGIN")
-                yield Store(conn)
+                yield Store(SqliteConnection(conn))
             finally:
                 await asyncio.shield(_rollback(conn))
+
+    def claims(self) -> AbstractAsyncContextManager[Store]:
+        """A read: one daemon works on an SQLite database, so queue rows need no claim."""
+        return self.read()
 
     async def backup(self, target: Path) -> None:
         """A consistent copy of the live database at ``target`` (SQLite's online backup API)."""

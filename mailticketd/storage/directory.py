@@ -45,10 +45,10 @@ class OrganisationRepository:
     async def create(self, name: str) -> Organisation:
         created_at = iso(utc_now())
         cursor = await self.conn.execute(
-            "INSERT INTO organisations (name, created_at) VALUES (?, ?)", (name, created_at)
+            "INSERT INTO organisations (name, created_at) VALUES (?, ?) RETURNING id", (name, created_at)
         )
-        assert cursor.lastrowid is not None
-        return Organisation(id=cursor.lastrowid, name=name, primary_contact_id=None, created_at=created_at)
+        organisation_id = int((await cursor.fetchone())[0])
+        return Organisation(id=organisation_id, name=name, primary_contact_id=None, created_at=created_at)
 
     async def set_primary_contact(self, organisation_id: int, user_id: int | None) -> None:
         await self.conn.execute(

@@ -134,9 +134,9 @@ class HelpdeskRepository:
         """Count one failed (or not yet checked) log-in under each key; returns the rows' ids."""
         ids = []
         for key in keys:
-            cursor = await self.conn.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, iso(now)))
-            assert cursor.lastrowid is not None
-            ids.append(cursor.lastrowid)
+            cursor = await self.conn.execute("INSERT INTO login_failures (key, at) VALUES (?, ?) RETURNING id",
+                                             (key, iso(now)))
+            ids.append(int((await cursor.fetchone())[0]))
         return ids
 
     async def forgive_failures(self, ids: builtins.list[int]) -> None:
@@ -174,7 +174,7 @@ class HelpdeskRepository:
             conditions += " AND t.number = ?"
             params.append(number)
         for word in words:
-            conditions += " AND t.subject LIKE ? ESCAPE '\\'"
+            conditions += f" AND t.subject {self.conn.dialect.like} ? ESCAPE '\\'"
             params.append("%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         columns = "t.id, t.number, t.subject, t.status, t.updated_at"
         taking_part = (f"SELECT {columns} FROM participants p JOIN tickets t ON t.id = p.ticket_id"
@@ -182,7 +182,7 @@ class HelpdeskRepository:
         if user.is_manager:
             # The organisation's tickets in index order, and the few elsewhere that the manager takes part in.
             sql = (f"SELECT {columns} FROM tickets t WHERE t.organisation_id = ?{conditions}"
-                   f" UNION ALL {taking_part} AND t.organisation_id IS NOT ? ORDER BY 5 DESC, 1 DESC LIMIT ? OFFSET ?")
+                   f" UNION ALL {taking_part} AND t.organisation_id {self.conn.dialect.is_distinct} ? ORDER BY 5 DESC, 1 DESC LIMIT ? OFFSET ?")
             arguments = [user.organisation_id, *params, user.id, *params, user.organisation_id, limit, offset]
         else:
             sql = f"{taking_part} ORDER BY t.updated_at DESC, t.id DESC LIMIT ? OFFSET ?"

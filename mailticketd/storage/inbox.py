@@ -51,12 +51,11 @@ class InboxRepository:
                   origin: dict[str, Any] | None = None) -> int:
         cursor = await self.conn.execute(
             "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, raw, origin)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (iso(utc_now()), peer, mail_from, json.dumps(rcpt_tos), message_id, len(raw), raw,
              json.dumps(origin) if origin is not None else None),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int((await cursor.fetchone())[0])
 
     async def backlog(self) -> int:
         async with self.conn.execute("SELECT count(*) FROM inbox WHERE status = 'pending'") as cursor:
@@ -87,10 +86,53 @@ class InboxRepository:
         ) as cursor:
             return [(_row(values), bytes(values[13])) for values in await cursor.fetchall()]
 
+    async def claim_due_batch(self, now: datetime, *, owner: str, lease_until: datetime, limit: int,
+                              max_bytes: int) -> list[tuple[InboxRow, bytes]]:
+        """``next_due_batch``, claimed for ``owner`` until ``lease_until`` where several daemons share the inbox:
+        rows another daemon claimed (and whose lease has not ended) or is claiming right now are skipped (call in
+        ``Database.claims()``).  With one daemon nothing needs claiming: the rows are only read."""
+        if not self.conn.dialect.shared:
+            return await self.next_due_batch(now, limit=limit, max_bytes=max_bytes)
+        moment = iso(now)
+        async with self.conn.execute(
+            "SELECT id, size FROM inbox WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?" + self.conn.dialect.skip_locked,
+            (moment, moment, limit),
+        ) as cursor:
+            candidates = await cursor.fetchall()
+        chosen: list[int] = []
+        total = 0
+        for inbox_id, size in candidates:
+            total += size
+            if chosen and total > max_bytes:
+                break
+            chosen.append(inbox_id)
+        if not chosen:
+            return []
+        marks = ", ".join("?" for _ in chosen)
+        await self.conn.execute(f"UPDATE inbox SET claimed_by = ?, lease_until = ? WHERE id IN ({marks})",
+                                (owner, iso(lease_until), *chosen))
+        async with self.conn.execute(
+            f"SELECT {_COLUMNS}, i.raw FROM inbox i LEFT JOIN tickets t ON t.id = i.ticket_id"
+            f" WHERE i.id IN ({marks}) ORDER BY i.id", chosen,
+        ) as cursor:
+            return [(_row(values), bytes(values[13])) for values in await cursor.fetchall()]
+
+    async def still_claimed(self, inbox_id: int, owner: str) -> bool:
+        """True if the row is pending and claimed by ``owner`` (call in the transaction that processes it: another
+        daemon may have taken it over after the lease ended, and done it).  Always true with one daemon."""
+        if not self.conn.dialect.shared:
+            return True
+        async with self.conn.execute(
+            "SELECT 1 FROM inbox WHERE id = ? AND status = 'pending' AND claimed_by = ?", (inbox_id, owner)
+        ) as cursor:
+            return await cursor.fetchone() is not None
+
     async def stats(self) -> tuple[int, int, str | None]:
         """Pending rows, failed rows, and when the oldest pending row was received."""
         async with self.conn.execute(
-            "SELECT sum(status = 'pending'), sum(status = 'failed'),"
+            "SELECT sum(CASE WHEN status = 'pending' THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),"
             " min(CASE WHEN status = 'pending' THEN received_at END) FROM inbox WHERE status IN ('pending', 'failed')"
         ) as cursor:
             row = await cursor.fetchone()
@@ -107,7 +149,7 @@ class InboxRepository:
         """Record a failed attempt: pending again at ``retry_at``, or failed for good without one."""
         await self.conn.execute(
             "UPDATE inbox SET status = ?, reason = ?, next_attempt_at = ?, attempts = attempts + 1,"
-            " processed_at = ? WHERE id = ?",
+            " processed_at = ?, claimed_by = NULL, lease_until = NULL WHERE id = ?",
             ("pending" if retry_at else "failed", reason, iso(retry_at) if retry_at else None,
              iso(utc_now()), inbox_id),
         )
@@ -117,7 +159,8 @@ class InboxRepository:
         row = await self.get(inbox_id)
         if row is not None and row.status == "failed":
             await self.conn.execute(
-                "UPDATE inbox SET status = 'pending', next_attempt_at = NULL, attempts = 0 WHERE id = ?",
+                "UPDATE inbox SET status = 'pending', next_attempt_at = NULL, attempts = 0, claimed_by = NULL,"
+                " lease_until = NULL WHERE id = ?",
                 (inbox_id,),
             )
         return row

@@ -102,7 +102,7 @@ class Intake:
                 # The batch is taken once it is our turn: whatever arrived while we waited joins it.
                 async with self.turn.hold(urgent=True):
                     batch = self._take()
-                    results = await asyncio.shield(loop.run_in_executor(self._executor, self._commit, batch))
+                    results = await asyncio.shield(self._store_batch(batch))
             except BaseException as error:  # noqa: BLE001 - every session of the batch hears of it
                 for waiting in batch:
                     if not waiting.future.done():
@@ -120,6 +120,11 @@ class Intake:
                     waiting.future.set_exception(result)
                 else:
                     waiting.future.set_result(result)
+
+    async def _store_batch(self, batch: list[_Waiting]) -> list[int | Exception]:
+        """Write one batch in one transaction: each mail's inbox id, or why it was not stored."""
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
 
     def _take(self) -> list[_Waiting]:
         """The next batch: oldest first, within ``MAX_BATCH`` mails and ``max_batch_bytes`` (at least one)."""

@@ -62,18 +62,19 @@ class OutboxRepository:
         moment = iso(now or utc_now())
         cursor = await self.conn.execute(
             "INSERT INTO outbox (created_at, ticket_id, kind, mail_from, rcpt_to, message_id, raw, raw_after_send,"
-            " status, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+            " status, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?) RETURNING id",
             (moment, ticket_id, kind, mail_from, rcpt_to, message_id, raw, raw_after_send, moment),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int((await cursor.fetchone())[0])
 
     async def next_due(self, now: datetime) -> OutboxRow | None:
-        """The queued, unleased row that has been due longest, with its raw bytes."""
+        """The queued, unleased row that has been due longest, with its raw bytes (with several daemons: that no
+        other daemon is claiming right now)."""
         moment = iso(now)
         async with self.conn.execute(
             f"SELECT {_COLUMNS}, raw FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?"
-            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id LIMIT 1",
+            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id LIMIT 1"
+            + self.conn.dialect.skip_locked,
             (moment, moment),
         ) as cursor:
             values = await cursor.fetchone()
@@ -87,7 +88,10 @@ class OutboxRepository:
         return row
 
     async def release_leases(self) -> int:
-        """End every lease: at start, when no other sender can hold one (SQLite has one daemon)."""
+        """End every lease: at start, when no other sender can hold one (SQLite has one daemon).  Where several
+        daemons share the outbox the leases stay: another daemon may be sending; a dead one's lease just ends."""
+        if self.conn.dialect.shared:
+            return 0
         cursor = await self.conn.execute("UPDATE outbox SET leased_until = NULL WHERE leased_until IS NOT NULL")
         return cursor.rowcount
 

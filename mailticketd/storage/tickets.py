@@ -90,18 +90,31 @@ class TicketRepository:
     async def create(self, *, first_number: int, subject: str, organisation_id: int | None,
                      requester_id: int | None, follows_ticket_id: int | None = None) -> Ticket:
         """Open a ticket with the next free number (safe: callers hold the writer lock)."""
-        async with self.conn.execute("SELECT max(number) FROM tickets") as cursor:
-            row = await cursor.fetchone()
-        number = max(first_number, (row[0] or 0) + 1) if row else first_number
+        number = await self._next_number(first_number)
         now = iso(utc_now())
         cursor = await self.conn.execute(
             "INSERT INTO tickets (number, subject, organisation_id, requester_id, created_at, updated_at,"
-            " follows_ticket_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " follows_ticket_id) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (number, subject, organisation_id, requester_id, now, now, follows_ticket_id),
         )
-        assert cursor.lastrowid is not None
-        return Ticket(cursor.lastrowid, number, subject, "new", organisation_id, requester_id, now, now,
+        ticket_id = int((await cursor.fetchone())[0])
+        return Ticket(ticket_id, number, subject, "new", organisation_id, requester_id, now, now,
                       follows_ticket_id=follows_ticket_id)
+
+    async def _next_number(self, first_number: int) -> int:
+        """One more than the highest number, at least ``first_number``; from the backend's sequence if it has one
+        (never handed out twice, even to two daemons at once)."""
+        sequence = self.conn.dialect.ticket_sequence
+        if sequence is None:
+            async with self.conn.execute("SELECT max(number) FROM tickets") as cursor:
+                row = await cursor.fetchone()
+            return max(first_number, (row[0] or 0) + 1) if row else first_number
+        async with self.conn.execute(f"SELECT nextval('{sequence}')") as cursor:
+            number = int((await cursor.fetchone())[0])
+        if number < first_number:
+            await self.conn.execute(f"SELECT setval('{sequence}', CAST(? AS BIGINT))", (first_number,))
+            number = first_number
+        return number
 
     async def by_number(self, number: int) -> Ticket | None:
         async with self.conn.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE number = ?", (number,)) as cur:
@@ -169,7 +182,7 @@ class TicketRepository:
         """Add ``(user_id, role)`` pairs; someone already taking part keeps their role."""
         now = iso(utc_now())
         await self.conn.executemany(
-            "INSERT OR IGNORE INTO participants (ticket_id, user_id, role, added_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO participants (ticket_id, user_id, role, added_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(ticket_id, user_id, role, now) for user_id, role in members],
         )
 
@@ -186,17 +199,19 @@ class TicketRepository:
         """The same participants (with their roles) and linked VMs in another ticket."""
         now = iso(utc_now())
         await self.conn.execute(
-            "INSERT OR IGNORE INTO participants (ticket_id, user_id, role, added_at)"
-            " SELECT ?, user_id, role, ? FROM participants WHERE ticket_id = ?", (to_ticket_id, now, from_ticket_id))
+            "INSERT INTO participants (ticket_id, user_id, role, added_at)"
+            " SELECT CAST(? AS INTEGER), user_id, role, CAST(? AS TEXT) FROM participants WHERE ticket_id = ?"
+            " ON CONFLICT DO NOTHING", (to_ticket_id, now, from_ticket_id))
         await self.conn.execute(
-            "INSERT OR IGNORE INTO ticket_vms (ticket_id, name, vm_id, flags, added_at)"
-            " SELECT ?, name, vm_id, flags, ? FROM ticket_vms WHERE ticket_id = ?", (to_ticket_id, now, from_ticket_id))
+            "INSERT INTO ticket_vms (ticket_id, name, vm_id, flags, added_at)"
+            " SELECT CAST(? AS INTEGER), name, vm_id, flags, CAST(? AS TEXT) FROM ticket_vms WHERE ticket_id = ?"
+            " ON CONFLICT DO NOTHING", (to_ticket_id, now, from_ticket_id))
 
     async def link_vms(self, ticket_id: int, links: Iterable[tuple[str, int | None, tuple[str, ...]]]) -> None:
         """Link ``(name, vm_id, flags)``; a VM linked before keeps its first flags."""
         now = iso(utc_now())
         await self.conn.executemany(
-            "INSERT OR IGNORE INTO ticket_vms (ticket_id, name, vm_id, flags, added_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO ticket_vms (ticket_id, name, vm_id, flags, added_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(ticket_id, name, vm_id, json.dumps(list(flags)), now) for name, vm_id, flags in links],
         )
 
@@ -237,12 +252,12 @@ class ArticleRepository:
                   visible_text: str, html: str | None, flags: Sequence[str]) -> int:
         cursor = await self.conn.execute(
             "INSERT INTO articles (ticket_id, inbox_id, author_id, author_address, author_status, kind, message_id,"
-            " subject, text, visible_text, html, flags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " subject, text, visible_text, html, flags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING id",
             (ticket_id, inbox_id, author_id, author_address.lower(), author_status, kind, message_id, subject,
              text, visible_text, html, json.dumps(list(flags)), iso(utc_now())),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int((await cursor.fetchone())[0])
 
     async def last_customer_mail(self, ticket_id: int) -> int | None:
         """The id of the ticket's latest article written by a customer."""
@@ -256,15 +271,15 @@ class ArticleRepository:
         """Copy an article with its attachments into another ticket; returns the copy's id."""
         cursor = await self.conn.execute(
             "INSERT INTO articles (ticket_id, inbox_id, author_id, author_address, author_status, kind, message_id,"
-            " subject, text, visible_text, html, flags, created_at) SELECT ?, NULL, author_id, author_address,"
-            " author_status, kind, NULL, subject, text, visible_text, html, ?, created_at FROM articles WHERE id = ?",
+            " subject, text, visible_text, html, flags, created_at) SELECT CAST(? AS INTEGER), NULL, author_id,"
+            " author_address, author_status, kind, NULL, subject, text, visible_text, html, CAST(? AS TEXT), created_at"
+            " FROM articles WHERE id = ? RETURNING id",
             (ticket_id, json.dumps(list(flags)), article_id),
         )
-        copy = cursor.lastrowid
-        assert copy is not None
+        copy = int((await cursor.fetchone())[0])
         await self.conn.execute(
             "INSERT INTO article_attachments (article_id, sha256, name, content_type, size)"
-            " SELECT ?, sha256, name, content_type, size FROM article_attachments WHERE article_id = ? ORDER BY id",
+            " SELECT CAST(? AS INTEGER), sha256, name, content_type, size FROM article_attachments WHERE article_id = ? ORDER BY id",
             (copy, article_id),
         )
         return copy
@@ -275,7 +290,7 @@ class ArticleRepository:
     async def add_attachments(self, article_id: int, attachments: Sequence[NewAttachment]) -> None:
         """Store each content once (by sha256) and link it to the article with its name and type."""
         await self.conn.executemany(
-            "INSERT OR IGNORE INTO attachment_blobs (sha256, size, content) VALUES (?, ?, ?)",
+            "INSERT INTO attachment_blobs (sha256, size, content) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             [(item.sha256, len(item.content), item.content) for item in attachments],
         )
         await self.conn.executemany(
@@ -286,8 +301,8 @@ class ArticleRepository:
     async def remember_message_id(self, message_id: str, *, ticket_id: int, article_id: int | None,
                                   direction: str) -> None:
         await self.conn.execute(
-            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, article_id, direction, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO message_ids (message_id, ticket_id, article_id, direction, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (message_id, ticket_id, article_id, direction, iso(utc_now())),
         )
 
