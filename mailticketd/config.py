@@ -108,6 +108,7 @@ class InboxConfig:
     max_attempts: int
     retry_delay: float
     poll_interval: float
+    parse_processes: int  # "auto" in the file is resolved to a number here
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,8 @@ def _merge(values: dict[str, dict[str, Any]], site: Mapping[str, Any], source: s
 
 def _checked(value: Any, default: Any, source: str, name: str) -> Any:
     """Return ``value`` if it has the type of ``default`` (an int is a fine float)."""
+    if name == "[inbox] parse_processes":  # "auto" or a number: checked in _build
+        return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)
         wanted = "true or false"
@@ -296,6 +299,7 @@ def _build(v: dict[str, dict[str, Any]], source: str, base: Path) -> Config:
                          ("http", "header_timeout")):
         if v[section][key] <= 0:
             raise fail(f"[{section}] {key}", f"must be more than 0 seconds, got {v[section][key]!r}")
+    v["inbox"]["parse_processes"] = _parse_processes(v["inbox"]["parse_processes"], fail)
     if v["http"]["reserve_descriptors"] < 0:
         raise fail("[http] reserve_descriptors", f"must not be negative, got {v['http']['reserve_descriptors']!r}")
     if bool(v["smtp"]["tls_certificate"]) != bool(v["smtp"]["tls_key"]):
@@ -374,6 +378,20 @@ def _build(v: dict[str, dict[str, Any]], source: str, base: Path) -> Config:
         health=HealthConfig(**v["health"]),
         log=LogConfig(format=v["log"]["format"], level=v["log"]["level"]),
     )
+
+
+MAX_PARSE_PROCESSES = 64
+
+
+def _parse_processes(value: Any, fail: Any) -> int:
+    """``[inbox] parse_processes``: "auto" is one process fewer than the cores this daemon may use (at least 1)."""
+    if value == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores - 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PARSE_PROCESSES:
+        raise fail("[inbox] parse_processes",
+                   f'must be "auto" or a whole number from 0 to {MAX_PARSE_PROCESSES}, got {value!r}')
+    return value
 
 
 def _path(value: str, place: Any) -> Path | None:
