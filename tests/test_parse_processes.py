@@ -14,7 +14,7 @@ import pytest
 
 from mailticketd.app import Daemon
 from mailticketd.config import ConfigError
-from mailticketd.inbox.prepare import PROCESS_LIMIT, Preparer, prepare
+from mailticketd.inbox.prepare import PROCESS_LIMIT, PoolLost, Preparer, prepare
 from tests.helpers import CORPUS, SUPPORT, make_config, make_mail, send, settle
 from tests.process import DaemonProcess, write_config
 
@@ -188,3 +188,26 @@ def test_a_bad_parse_processes_value_is_refused_by_name(tmp_path: Path, value: o
         make_config(tmp_path, inbox={"parse_processes": value})
     assert "[inbox] parse_processes" in str(raised.value)
     assert repr(value) in str(raised.value)
+
+
+async def test_a_mail_whose_parse_process_dies_every_time_fails_after_three_tries() -> None:
+    """When the pool process dies on every try of one mail, the third death is an error for that mail (a failed
+    attempt, kept and retried later), and the next mail is parsed by a fresh pool."""
+    raw = make_mail(body="Zeile mit Text, die sich wiederholt.\n" * (PROCESS_LIMIT // 45))
+    assert len(raw) <= PROCESS_LIMIT
+    preparer = Preparer(1)
+    try:
+        preparing = asyncio.create_task(preparer.prepare(raw, whole=False))
+        while not preparing.done():
+            try:
+                os.kill(preparer.process_ids()[0], signal.SIGKILL)
+            except (IndexError, ProcessLookupError):
+                pass
+            await asyncio.sleep(0.005)
+        with pytest.raises(PoolLost):
+            preparing.result()
+        assert preparer.pools_built == 3
+        prepared = await preparer.prepare(make_mail(subject="Danach"), whole=False)
+        assert prepared.mail.subject == "Danach"
+    finally:
+        await preparer.close()
