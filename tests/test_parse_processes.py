@@ -72,7 +72,7 @@ def _wait_gone(pids: set[int], timeout: float = 15) -> set[int]:
 async def test_every_mail_becomes_its_ticket_while_parse_processes_are_killed(tmp_path: Path) -> None:
     """Parse processes killed with SIGKILL while mail streams in lose no mail: each one becomes its own ticket."""
     config = make_config(tmp_path, inbox={"poll_interval": 0.2, "retry_delay": 0.2, "parse_processes": 2})
-    count = 60
+    count = 90
     async with Daemon(config) as daemon:
         async def sender(first: int) -> None:
             for index in range(first, count, 3):
@@ -88,16 +88,16 @@ async def test_every_mail_becomes_its_ticket_while_parse_processes_are_killed(tm
                     await asyncio.sleep(0.005)
                     continue
                 kills += 1
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
             return kills
 
         sending = asyncio.gather(sender(0), sender(1), sender(2))
         kills = await killer(sending)
         await sending
         await settle(daemon, timeout=60)
-        pools = daemon.worker.preparer.pools_built
-    assert kills >= 3
-    assert pools >= 2  # the pool was found broken and built again
+        pools, losses = daemon.worker.preparer.pools_built, daemon.worker.preparer.losses
+    assert kills >= 2
+    assert pools >= 2 and losses >= 1  # mails were in the pool when it broke; it was built again
     tickets = _tickets_by_message_id(config.storage.database)
     assert {f"kill-{index}@customer.example" for index in range(count)} <= tickets.keys()
     assert len({tickets[f"kill-{index}@customer.example"] for index in range(count)}) == count

@@ -107,6 +107,7 @@ class Preparer:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-prepare")
         self._pool: ProcessPoolExecutor | None = None
         self.pools_built = 0
+        self.losses = 0  # mails whose pool process died under them (each parsed again)
 
     def resize(self, processes: int) -> None:
         """Use ``processes`` pool processes from the next mail on (after a reload)."""
@@ -124,6 +125,7 @@ class Preparer:
             try:
                 return await loop.run_in_executor(pool, prepare, raw, whole)
             except BrokenProcessPool:
+                self.losses += 1
                 log.warning("inbox.parse_process_lost", attempt=attempt, of=POOL_ATTEMPTS)
                 if pool is self._pool:  # the first mail to notice builds a new pool; the others use it
                     self._drop_pool()
