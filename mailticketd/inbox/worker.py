@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +15,7 @@ import structlog
 
 from mailticketd.clock import utc_now
 from mailticketd.config import Config
-from mailticketd.mail.parse import IncomingMail, parse_mail
+from mailticketd.mail.parse import IncomingMail, parse_mail, parse_mail_chunks
 from mailticketd.mail.reply import new_text, visible_text
 from mailticketd.metrics import Metrics
 from mailticketd.pipeline.context import Context, Envelope, Services, WebOrigin
@@ -46,10 +46,10 @@ class PreparedMail:
     new_text: str
 
 
-def prepare(raw: bytes, *, whole: bool = False) -> PreparedMail:
+def prepare(raw: bytes | Callable[[], Iterable[bytes]], *, whole: bool = False) -> PreparedMail:
     """Parse once and cut the quoted history (``whole``: keep all, as for text typed into the web form); runs in a
-    worker thread."""
-    mail = parse_mail(raw)
+    worker thread.  A big mail comes as its stored pieces (``raw()``), never whole."""
+    mail = parse_mail(raw) if isinstance(raw, bytes) else parse_mail_chunks(raw)
     if whole:
         text = mail.text.strip()
         return PreparedMail(mail, text, text)
@@ -130,7 +130,8 @@ class InboxWorker(QueueWorker):
                 continue
             with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
                 context = contextvars.copy_context()  # the parser's log lines name the mail
-            job = partial(context.run, partial(prepare, raw, whole=row.origin is not None))
+            source = raw if raw is not None else partial(self.db.raw_chunks, row.id)  # a big mail: read in pieces
+            job = partial(context.run, partial(prepare, source, whole=row.origin is not None))
             self._ahead.append((row, loop.run_in_executor(self._preparer, job)))
 
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:

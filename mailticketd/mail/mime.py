@@ -43,6 +43,30 @@ def attempt(notes: list[str], what: str, step: Callable[[], T], default: T) -> T
         return default
 
 
+class DecodingMessage(Message):
+    """A part of a big mail that decodes its base64 attachment as soon as the parser sets its text, and keeps
+    only the bytes: the text (a third bigger, and a ``str``) is never held beside those of the other parts."""
+
+    decoded: bytes | None = None
+
+    def set_payload(self, payload: Any, charset: Any = None) -> None:
+        if isinstance(payload, str) and len(payload) > _EARLY and self.get_content_maintype() not in _TEXTUAL \
+                and str(self.get("content-transfer-encoding", "")).strip().lower() == "base64" \
+                and payload.isascii():
+            try:
+                self.decoded = binascii.a2b_base64(payload)
+            except binascii.Error:
+                pass  # broken padding and the like: kept as text for the lenient decoder (see _content)
+            else:
+                payload = ""
+        super().set_payload(payload, charset)
+
+
+# A base64 part this long is decoded while the parser reads a big mail (the body's text parts are not).
+_EARLY = 64 * 1024
+_TEXTUAL = frozenset({"text", "multipart", "message"})
+
+
 _EXTENSIONS = {"message/rfc822": ".eml", "message/delivery-status": ".txt", "text/rfc822-headers": ".txt"}
 
 
@@ -146,6 +170,8 @@ def _filename(part: Message, hint: str | None) -> str:
 
 
 def _content(part: Message) -> bytes:
+    if isinstance(part, DecodingMessage) and part.decoded is not None:
+        return part.decoded
     if part.is_multipart():  # message/rfc822 and message/delivery-status hold parsed blocks
         chunks = []
         for block in part.get_payload():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -22,7 +22,7 @@ from mailticketd.storage.audit import AuditRepository
 from mailticketd.storage.connection import Connection
 from mailticketd.storage.directory import OrganisationRepository, UserRepository, VmRepository
 from mailticketd.storage.helpdesk import HelpdeskRepository
-from mailticketd.storage.inbox import InboxRepository
+from mailticketd.storage.inbox import InboxRepository, raw_chunks
 from mailticketd.storage.intake import Intake
 from mailticketd.storage.turn import WriteTurn
 from mailticketd.storage.outbox import OutboxRepository
@@ -194,6 +194,11 @@ class Database:
                 yield Store(conn)
             finally:
                 await asyncio.shield(_rollback(conn))
+
+    def raw_chunks(self, inbox_id: int) -> Iterator[bytes]:
+        """A stored mail's bytes in pieces, for a mail that ``next_due_batch`` left without them (blocking: iterate
+        it in a worker thread; it reads through a connection of its own)."""
+        return raw_chunks(self.path, inbox_id)
 
     async def backup(self, target: Path) -> None:
         """A consistent copy of the live database at ``target`` (SQLite's online backup API)."""
