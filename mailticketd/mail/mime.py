@@ -44,26 +44,49 @@ def attempt(notes: list[str], what: str, step: Callable[[], T], default: T) -> T
 
 
 class DecodingMessage(Message):
-    """A part of a big mail that decodes its base64 attachment as soon as the parser sets its text, and keeps
-    only the bytes: the text (a third bigger, and a ``str``) is never held beside those of the other parts."""
+    """A part of a big mail that keeps a base64 attachment as bytes, never as the parser's list of lines.
+
+    While the parser reads the part's body it hands each line to ``take``: the base64 text goes into one
+    ``bytearray`` (the parser keeps a one-character line instead), and once the part ends ``set_payload``
+    decodes it and keeps only the bytes.  A line that is not ASCII ends the taking: that part is read as the
+    standard library reads it.
+    """
 
     decoded: bytes | None = None
+    _taken: bytearray | None = None
+    _declined = False
+
+    def take(self, line: str) -> bool:
+        """Keep ``line`` of the body as base64 text; False when this part is not one to take."""
+        if self._declined or len(self) == 0:  # no headers yet: the parser is still reading them
+            return False
+        if self._taken is None:
+            if self.get_content_maintype() in _TEXTUAL or self.is_multipart() \
+                    or str(self.get("content-transfer-encoding", "")).strip().lower() != "base64":
+                self._declined = True
+                return False
+            self._taken = bytearray()
+        if not line.isascii():
+            self._declined = True
+            return False
+        self._taken += line.encode("ascii")
+        return True
 
     def set_payload(self, payload: Any, charset: Any = None) -> None:
-        if isinstance(payload, str) and len(payload) > _EARLY and self.get_content_maintype() not in _TEXTUAL \
-                and str(self.get("content-transfer-encoding", "")).strip().lower() == "base64" \
-                and payload.isascii():
-            try:
-                self.decoded = binascii.a2b_base64(payload)
-            except binascii.Error:
-                pass  # broken padding and the like: kept as text for the lenient decoder (see _content)
+        taken, self._taken = self._taken, None
+        if taken is not None and isinstance(payload, str):
+            if not self._declined and not payload.strip():  # every line was taken: the payload is their markers
+                try:
+                    self.decoded = binascii.a2b_base64(taken)
+                    payload = ""
+                except binascii.Error:
+                    payload = taken.decode("ascii")  # broken padding and the like: the lenient decoder (_content)
             else:
-                payload = ""
+                payload = taken.decode("ascii") + payload
         super().set_payload(payload, charset)
 
 
-# A base64 part this long is decoded while the parser reads a big mail (the body's text parts are not).
-_EARLY = 64 * 1024
+# Parts of these types are read as the standard library reads them (the body's text among them).
 _TEXTUAL = frozenset({"text", "multipart", "message"})
 
 

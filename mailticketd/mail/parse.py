@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email import feedparser
 from email.feedparser import BytesFeedParser
 from email.message import Message
 from types import MappingProxyType
@@ -162,6 +163,7 @@ def _message_in_chunks(chunks: Iterable[bytes], notes: list[str]) -> Message:
     """Feed the parser piece by piece; each big base64 attachment is decoded as soon as its part ends and its
     text dropped (``DecodingMessage``), so the tree never holds all of the mail's text at once."""
     parser = BytesFeedParser(_factory=DecodingMessage, policy=email.policy.compat32)
+    parser._input = _TakingInput(parser)  # type: ignore[attr-defined]
     first = True
     for chunk in chunks:
         if first and (match := _LEADING_BLANK_LINES.match(chunk)):
@@ -173,6 +175,22 @@ def _message_in_chunks(chunks: Iterable[bytes], notes: list[str]) -> Message:
     for part in message.walk():
         notes.extend(f"{part.get_content_type()}: {type(d).__name__}" for d in part.defects)
     return message
+
+
+class _TakingInput(feedparser.BufferedSubFile):  # type: ignore[name-defined,misc] # not in typeshed
+    """The feed parser's line buffer that offers each line of a part's body to the part (``DecodingMessage.take``)
+    and gives the parser a newline in its place when the part kept it."""
+
+    def __init__(self, parser: BytesFeedParser) -> None:
+        super().__init__()
+        self._parser = parser
+
+    def readline(self) -> Any:
+        line = super().readline()
+        current = getattr(self._parser, "_cur", None)
+        if isinstance(line, str) and line and isinstance(current, DecodingMessage) and current.take(line):
+            return "\n"
+        return line
 
 
 _READ_HEADERS = frozenset({"subject", "from", "to", "cc", "reply-to"})
