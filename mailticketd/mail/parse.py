@@ -6,6 +6,7 @@ import email
 import email.policy
 import email.utils
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -183,11 +184,13 @@ class _TakingInput(feedparser.BufferedSubFile):  # type: ignore[name-defined,mis
 
     def __init__(self, parser: BytesFeedParser) -> None:
         super().__init__()
-        self._parser = parser
+        # Weak: a cycle would keep the parser's last part, and with it an attachment's bytes, until the cyclic
+        # garbage collector runs (which big bytes objects do not prompt), so several mails' attachments piled up.
+        self._parser = weakref.ref(parser)
 
     def readline(self) -> Any:
         line = super().readline()
-        current = getattr(self._parser, "_cur", None)
+        current = getattr(self._parser(), "_cur", None)
         if isinstance(line, str) and line and isinstance(current, DecodingMessage) and current.take(line):
             return "\n"
         return line
