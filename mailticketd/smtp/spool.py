@@ -33,7 +33,7 @@ class SpooledEnvelope(Envelope):
 
 
 class Spool:
-    """One mail's bytes: written line by line while DATA runs, read once to store it."""
+    """One mail's bytes: written line by line while DATA runs, read once in pieces to store it."""
 
     def __init__(self, threshold: int, directory: Path | None) -> None:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
@@ -50,13 +50,9 @@ class Spool:
         self._file.truncate()
         self.size = 0
 
-    def read(self) -> bytes:
-        """The whole mail; blocking when the spool is on disk, so call it in a thread."""
-        self._file.seek(0)
-        return self._file.read()
-
     def chunks(self) -> Iterator[bytes]:
-        """The mail in pieces of at most 1 MiB, never whole; blocking like ``read``."""
+        """The mail in pieces of at most 1 MiB, never whole; blocking when the spool is on disk, so iterate it in
+        a thread."""
         self._file.seek(0)
         while chunk := self._file.read(_CHUNK):
             yield chunk

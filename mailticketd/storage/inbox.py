@@ -19,7 +19,7 @@ from typing import Any
 import aiosqlite
 
 from mailticketd.clock import iso, utc_now
-from mailticketd.storage.connection import Connection
+from mailticketd.storage.connection import INLINE_BYTES, Connection
 
 
 # Mails up to this size come with their row; bigger ones are read in chunks of RAW_CHUNK (see raw_chunks).
@@ -71,7 +71,10 @@ class InboxRepository:
         )
         assert cursor.lastrowid is not None
         inbox_id = cursor.lastrowid
-        await self.conn.in_thread(lambda conn: write_raw(conn, inbox_id, [raw], len(raw)))
+        if len(raw) <= INLINE_BYTES:
+            await self.conn.execute("INSERT INTO inbox_raw (inbox_id, raw) VALUES (?, ?)", (inbox_id, raw))
+        else:  # the web form's files: streamed in, not bound (SQLite would copy them twice)
+            await self.conn.in_thread(lambda conn: write_raw(conn, inbox_id, [raw], len(raw)))
         return inbox_id
 
     async def backlog(self) -> int:
