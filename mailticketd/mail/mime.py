@@ -86,6 +86,26 @@ class DecodingMessage(Message):
         super().set_payload(payload, charset)
 
 
+    def take_body(self) -> bytes | None:
+        """A big text part's transfer-decoded bytes, as ``get_payload(decode=True)`` gives them, with its text
+        dropped first (it is read once): the text, its bytes and the decoder's buffer are never all held at once.
+        None when the part is small or encoded otherwise."""
+        payload: object = getattr(self, "_payload", None)
+        encoding = str(self.get("content-transfer-encoding", "")).strip().lower()
+        if not isinstance(payload, str) or len(payload) < _BIG_TEXT or encoding not in _PLAIN_ENCODINGS:
+            return None
+        try:
+            data = payload.encode("ascii", "surrogateescape")  # the bytes the parser read (it decoded them so)
+        except UnicodeEncodeError:
+            return None
+        del payload
+        self._payload = ""
+        return binascii.a2b_qp(data) if encoding == "quoted-printable" else data
+
+
+# A text part this long is decoded by take_body; the transfer encodings it decodes as the standard library does.
+_BIG_TEXT = 1 << 20
+_PLAIN_ENCODINGS = frozenset({"quoted-printable", "7bit", "8bit", "binary", ""})
 # Parts of these types are read as the standard library reads them (the body's text among them).
 _TEXTUAL = frozenset({"text", "multipart", "message"})
 
@@ -159,7 +179,9 @@ class Body:
             self.notes.append(f"attachment {name!r} found only by mail-parser's reading, kept")
 
     def _text(self, part: Message) -> str:
-        data = part.get_payload(decode=True)
+        data: object = part.take_body() if isinstance(part, DecodingMessage) else None
+        if data is None:
+            data = part.get_payload(decode=True)
         charset = attempt(self.notes, "charset", part.get_content_charset, None)
         text = decode_bytes(data if isinstance(data, bytes) else b"", charset, self.notes)
         return text.replace("\r\n", "\n").replace("\r", "\n")
