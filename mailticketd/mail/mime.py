@@ -8,6 +8,7 @@ import email.policy
 import hashlib
 import mimetypes
 import quopri
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
@@ -44,65 +45,96 @@ def attempt(notes: list[str], what: str, step: Callable[[], T], default: T) -> T
 
 
 class DecodingMessage(Message):
-    """A part of a big mail that keeps a base64 attachment as bytes, never as the parser's list of lines.
+    """A part of a big mail that keeps its body as bytes, never as the parser's list of lines and their string.
 
-    While the parser reads the part's body it hands each line to ``take``: the base64 text goes into one
-    ``bytearray`` (the parser keeps a one-character line instead), and once the part ends ``set_payload``
-    decodes it and keeps only the bytes.  A line that is not ASCII ends the taking: that part is read as the
-    standard library reads it.
+    While the parser reads the part's body it hands each line to ``take``: a base64 attachment's text, or a
+    text part's bytes as the parser read them, go into one ``bytearray`` (the parser keeps a one-character line
+    instead).  Once the part ends ``set_payload`` decodes the base64 and keeps only the bytes; a text part's
+    bytes wait for ``take_body``.  A base64 line that is not ASCII ends the taking: that part is then read as
+    the standard library reads it.
     """
 
     decoded: bytes | None = None
     _taken: bytearray | None = None
-    _declined = False
+    _kind = ""  # "" undecided, "base64", "text", or "no"
+    _markers = 0  # lines the parser holds as a newline in place of a taken one
+    _body: bytes | None = None
 
     def take(self, line: str) -> bool:
-        """Keep ``line`` of the body as base64 text; False when this part is not one to take."""
-        if self._declined or len(self) == 0:  # no headers yet: the parser is still reading them
+        """Keep ``line`` of the body; False when this part or line is not one to take."""
+        if self._kind == "no" or len(self) == 0:  # no headers yet: the parser is still reading them
             return False
-        if self._taken is None:
-            if self.get_content_maintype() in _TEXTUAL or self.is_multipart() \
-                    or str(self.get("content-transfer-encoding", "")).strip().lower() != "base64":
-                self._declined = True
+        if not self._kind:
+            self._kind = self._decide()
+            if self._kind == "no":
                 return False
             self._taken = bytearray()
-        if not line.isascii():
-            self._declined = True
-            return False
-        self._taken += line.encode("ascii")
+        assert self._taken is not None
+        if self._kind == "base64":
+            if not line.isascii():
+                self._kind = "no"
+                return False
+            self._taken += line.encode("ascii")
+        else:
+            self._taken += line.encode("ascii", "surrogateescape")  # the bytes the parser decoded so
+        self._markers += 1
         return True
+
+    def undecided(self) -> bool:
+        """Headers read, first body line not yet offered."""
+        return not self._kind and len(self) > 0
+
+    def refuse(self) -> None:
+        """Take nothing of this part (it belongs to an attached mail, which is stored as the parser holds it)."""
+        self._kind = "no"
+
+    def _decide(self) -> str:
+        maintype = self.get_content_maintype()
+        encoding = str(self.get("content-transfer-encoding", "")).strip().lower()
+        if self.is_multipart() or maintype in ("multipart", "message"):
+            return "no"
+        if maintype != "text" and encoding == "base64":
+            return "base64"
+        return "text" if maintype == "text" and encoding in _PLAIN_ENCODINGS else "no"
 
     def set_payload(self, payload: Any, charset: Any = None) -> None:
         taken, self._taken = self._taken, None
         if taken is not None and isinstance(payload, str):
-            if not self._declined and not payload.strip():  # every line was taken: the payload is their markers
+            if self._kind == "no":  # taking stopped half-way: the taken lines first, then the parser's
+                payload = taken.decode("ascii", "surrogateescape") + payload[self._markers:]
+            elif self._kind == "text":
+                self._body = bytes(taken)
+                payload = "\n"  # one newline: the multipart parser takes it off when the part ends at a boundary
+            else:
                 try:
                     self.decoded = binascii.a2b_base64(taken)
                     payload = ""
                 except binascii.Error:
                     payload = taken.decode("ascii")  # broken padding and the like: the lenient decoder (_content)
-            else:
-                payload = taken.decode("ascii") + payload
         super().set_payload(payload, charset)
 
-
     def take_body(self) -> bytes | None:
-        """A big text part's transfer-decoded bytes, as ``get_payload(decode=True)`` gives them, with its text
-        dropped first (it is read once): the text, its bytes and the decoder's buffer are never all held at once.
-        None when the part is small or encoded otherwise."""
-        payload: object = getattr(self, "_payload", None)
+        """A text part's transfer-decoded bytes, as ``get_payload(decode=True)`` gives them, read once: from the
+        taken bytes, or from a big text with the text dropped first.  None for other parts and small texts."""
         encoding = str(self.get("content-transfer-encoding", "")).strip().lower()
-        if not isinstance(payload, str) or len(payload) < _BIG_TEXT or encoding not in _PLAIN_ENCODINGS:
+        payload: object = getattr(self, "_payload", None)
+        if self._body is not None:
+            data, self._body = self._body, None
+            if payload == "":  # the parser took the line end before the boundary off the part
+                data = _LAST_LINE_END.sub(b"", data)
+        elif isinstance(payload, str) and len(payload) >= _BIG_TEXT and encoding in _PLAIN_ENCODINGS:
+            try:
+                data = payload.encode("ascii", "surrogateescape")  # the bytes the parser read (it decoded them so)
+            except UnicodeEncodeError:
+                return None
+            del payload
+        else:
             return None
-        try:
-            data = payload.encode("ascii", "surrogateescape")  # the bytes the parser read (it decoded them so)
-        except UnicodeEncodeError:
-            return None
-        del payload
         self._payload = ""
         return binascii.a2b_qp(data) if encoding == "quoted-printable" else data
 
 
+_LAST_LINE_END = re.compile(rb"(?:\r\n|\r|\n)\Z")
 # A text part this long is decoded by take_body; the transfer encodings it decodes as the standard library does.
 _BIG_TEXT = 1 << 20
 _PLAIN_ENCODINGS = frozenset({"quoted-printable", "7bit", "8bit", "binary", ""})
@@ -217,6 +249,8 @@ def _filename(part: Message, hint: str | None) -> str:
 def _content(part: Message) -> bytes:
     if isinstance(part, DecodingMessage) and part.decoded is not None:
         return part.decoded
+    if isinstance(part, DecodingMessage) and (body := part.take_body()) is not None:
+        return body
     if part.is_multipart():  # message/rfc822 and message/delivery-status hold parsed blocks
         chunks = []
         for block in part.get_payload():

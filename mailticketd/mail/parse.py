@@ -190,10 +190,14 @@ class _TakingInput(feedparser.BufferedSubFile):  # type: ignore[name-defined,mis
 
     def readline(self) -> Any:
         line = super().readline()
-        current = getattr(self._parser(), "_cur", None)
-        if isinstance(line, str) and line and isinstance(current, DecodingMessage) and current.take(line):
-            return "\n"
-        return line
+        parser = self._parser()
+        current = getattr(parser, "_cur", None)
+        if not (isinstance(line, str) and line and isinstance(current, DecodingMessage)):
+            return line
+        if current.undecided() and any(isinstance(outer, Message) and outer.get_content_maintype() == "message"
+                                       for outer in getattr(parser, "_msgstack", [])[:-1]):
+            current.refuse()  # inside an attached mail, which is kept whole as the parser read it
+        return "\n" if current.take(line) else line
 
 
 _READ_HEADERS = frozenset({"subject", "from", "to", "cc", "reply-to"})
