@@ -12,8 +12,8 @@ default, so an older checkout can be measured the same way), then:
    processed, and reads the peak RSS of that phase (VmHWM, reset through
    /proc/PID/clear_refs before it).
 
-Figures are in MB; "per session" is the growth over the idle daemon divided
-by the number of sessions.
+Figures are in MB, over the daemon's whole process tree; "per session" is the
+growth over the idle daemon divided by the number of sessions.
 """
 
 from __future__ import annotations
@@ -33,20 +33,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_rss import reset_peak, status_mb  # noqa: E402
 from tests.helpers import make_mail  # noqa: E402
 
 SUPPORT = "support@example.net"
 
 
 def _status(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
+    """``field`` of /proc/PID/status in MB over the daemon's whole process tree (see peak_rss.py)."""
+    return status_mb(pid, field)
 
 
 def _reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    reset_peak(pid)
 
 
 def _free_port() -> int:

@@ -179,6 +179,15 @@ def _tickets(conn: sqlite3.Connection, count: int, organisations: int, now: date
         "INSERT INTO outbox (created_at, ticket_id, kind, mail_from, rcpt_to, message_id, raw, status, attempts,"
         " next_attempt_at, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'sent', 1, ?, ?)": outbox,
     }
+    if "raw" not in {row[1] for row in conn.execute("PRAGMA table_info(inbox)")}:
+        # Since migration 0009 a mail's bytes live in inbox_raw (a checkout before it keeps them in the row).
+        rows_of = statements.pop(next(sql for sql in statements if sql.startswith("INSERT INTO inbox ")))
+        statements = {
+            "INSERT INTO inbox (id, received_at, mail_from, rcpt_tos, message_id, size, status, decision, ticket_id,"
+            " processed_at, attempts) VALUES (?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, 1)":
+                lambda: (row[:6] + row[7:] for row in rows_of()),
+            "INSERT INTO inbox_raw (inbox_id, raw) VALUES (?, ?)": lambda: ((row[0], row[6]) for row in rows_of()),
+            **statements}
     for sql, rows in statements.items():
         for chunk in _chunks(rows()):
             conn.executemany(sql, chunk)

@@ -94,8 +94,9 @@ def test_status_exit_codes_follow_nagios(tmp_path: Path) -> None:
     try:
         assert cli("--config", str(config), "status").returncode == 0
         with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
-            conn.execute("INSERT INTO inbox (received_at, mail_from, rcpt_tos, size, raw, status, reason, attempts) "
-                         "VALUES ('2026-01-01T00:00:00+00:00', 'a@b.example', '[]', 1, x'00', 'failed', 'x', 3)")
+            conn.execute("INSERT INTO inbox (received_at, mail_from, rcpt_tos, size, status, reason, attempts) "
+                         "VALUES ('2026-01-01T00:00:00+00:00', 'a@b.example', '[]', 1, 'failed', 'x', 3)")
+            conn.execute("INSERT INTO inbox_raw (inbox_id, raw) VALUES (last_insert_rowid(), x'00')")
         warned = cli("--config", str(config), "status")
         assert warned.returncode == 1, warned.stdout
         assert warned.stdout.startswith("health: WARNING: 1 failed inbox mails")

@@ -69,7 +69,7 @@ async def test_a_huge_subject_is_stored_and_sent_capped_and_kept_whole_in_the_ra
         with sqlite3.connect(daemon.config.storage.database) as conn:
             (subject,) = conn.execute("SELECT subject FROM tickets").fetchone()
             (article_subject,) = conn.execute("SELECT subject FROM articles").fetchone()
-            (stored,) = conn.execute("SELECT raw FROM inbox").fetchone()
+            (stored,) = conn.execute("SELECT raw FROM inbox_raw").fetchone()
             sent = [bytes(row[0]) for row in conn.execute("SELECT raw FROM outbox")]
     assert subject.startswith("Serverausfall Serverausfall")
     assert len(subject.encode()) <= 998 and len(article_subject.encode()) <= 998

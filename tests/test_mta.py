@@ -299,7 +299,7 @@ def test_documented_header_check_strips_forged_authentication_results(
         assert code == 250, reply
         mails_for(sink, CUSTOMER, 1, postfix)
         with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
-            (raw,) = conn.execute("SELECT raw FROM inbox").fetchone()
+            (raw,) = conn.execute("SELECT raw FROM inbox_raw").fetchone()
         headers = bytes(raw).split(b"\r\n\r\n", 1)[0].lower()
         assert b"mx.example.net" not in headers, headers
         assert b"authentication-results: other.example; spf=pass" in headers, headers

@@ -21,7 +21,8 @@ async def test_mail_for_a_support_address_is_accepted_and_stored(daemon: Daemon)
     inbox_id = int(reply.rsplit(" ", 1)[1])
     with sqlite3.connect(daemon.config.storage.database) as conn:
         stored, mail_from, rcpts = conn.execute(
-            "SELECT raw, mail_from, rcpt_tos FROM inbox WHERE id = ?", (inbox_id,)).fetchone()
+            "SELECT r.raw, i.mail_from, i.rcpt_tos FROM inbox i JOIN inbox_raw r ON r.inbox_id = i.id WHERE i.id = ?",
+            (inbox_id,)).fetchone()
     assert stored.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
     assert mail_from == "kunde@customer.example"
     assert SUPPORT in rcpts

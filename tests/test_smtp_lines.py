@@ -31,7 +31,7 @@ async def _raw_transaction(port: int, data: bytes) -> list[bytes]:
 
 def _stored(daemon: Daemon) -> list[bytes]:
     with sqlite3.connect(daemon.config.storage.database) as conn:
-        return [row[0] for row in conn.execute("SELECT raw FROM inbox ORDER BY id")]
+        return [row[0] for row in conn.execute("SELECT raw FROM inbox_raw ORDER BY inbox_id")]
 
 
 async def test_bare_lf_mail_over_64_kib_is_accepted_with_its_lines(daemon: Daemon) -> None:

@@ -44,7 +44,7 @@ async def test_data_past_the_threshold_goes_to_a_spool_file_and_is_stored_whole(
         assert _spooled_bytes(spool) == 0
         await settle(daemon)
     with sqlite3.connect(config.storage.database) as conn:
-        [(stored,)] = conn.execute("SELECT raw FROM inbox").fetchall()
+        [(stored,)] = conn.execute("SELECT raw FROM inbox_raw").fetchall()
     assert stored == wire
 
 
@@ -72,7 +72,7 @@ async def test_dot_stuffed_lines_and_the_size_limit_still_hold_with_a_spool(tmp_
         await settle(daemon)
     assert answers[0].startswith(b"250") and answers[1].startswith(b"552 5.3.4"), answers
     with sqlite3.connect(config.storage.database) as conn:
-        rows = conn.execute("SELECT raw FROM inbox").fetchall()
+        rows = conn.execute("SELECT raw FROM inbox_raw").fetchall()
     assert len(rows) == 1 and b"\r\n.leading dot\r\n" in rows[0][0]
 
 

@@ -18,6 +18,7 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from functools import partial
 
 import structlog
 
-from mailticketd.mail.parse import IncomingMail, parse_mail
+from mailticketd.mail.parse import IncomingMail, parse_mail, parse_mail_chunks
 from mailticketd.mail.reply import new_text, visible_text
 
 log = structlog.get_logger("mailticketd.inbox")
@@ -45,9 +46,10 @@ class PreparedMail:
     new_text: str
 
 
-def prepare(raw: bytes, whole: bool = False) -> PreparedMail:
-    """Parse once and cut the quoted history (``whole``: keep all, as for text typed into the web form)."""
-    mail = parse_mail(raw)
+def prepare(raw: bytes | Callable[[], Iterable[bytes]], whole: bool = False) -> PreparedMail:
+    """Parse once and cut the quoted history (``whole``: keep all, as for text typed into the web form).  A big
+    mail comes as its stored pieces (``raw()``), never whole."""
+    mail = parse_mail(raw) if isinstance(raw, bytes) else parse_mail_chunks(raw)
     if whole:
         text = mail.text.strip()
         return PreparedMail(mail, text, text)
@@ -115,9 +117,10 @@ class Preparer:
             self.processes = processes
             self._drop_pool()
 
-    async def prepare(self, raw: bytes, *, whole: bool) -> PreparedMail:
+    async def prepare(self, raw: bytes | Callable[[], Iterable[bytes]], *, whole: bool) -> PreparedMail:
+        """``raw``: the mail's bytes, or for a big one a function giving its stored pieces (parsed in the thread)."""
         loop = asyncio.get_running_loop()
-        if self.processes < 1 or len(raw) > PROCESS_LIMIT:
+        if self.processes < 1 or not isinstance(raw, bytes) or len(raw) > PROCESS_LIMIT:
             context = contextvars.copy_context()  # the parser's log lines name the mail
             return await loop.run_in_executor(self._thread, partial(context.run, prepare, raw, whole))
         for attempt in range(1, POOL_ATTEMPTS + 1):

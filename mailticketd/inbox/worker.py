@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from datetime import datetime, timedelta
 
 import structlog
@@ -121,7 +122,8 @@ class InboxWorker(QueueWorker):
                 continue
             with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
                 # The task copies the context: the parser's log lines name the mail.
-                task = asyncio.create_task(self.preparer.prepare(raw, whole=row.origin is not None))
+                source = raw if raw is not None else partial(self.db.raw_chunks, row.id)  # a big mail: in pieces
+                task = asyncio.create_task(self.preparer.prepare(source, whole=row.origin is not None))
             self._ahead.append((row, task))
 
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:

@@ -38,10 +38,15 @@ def codec_of(charset: str | None) -> str | None:
     return _SUPERSETS.get(info.name, info.name)
 
 
+# Codecs whose strict decoding never yields a lone surrogate: their text needs no check (a copy of the whole body).
+_NO_SURROGATES = frozenset({"utf-8", "ascii", "iso8859-1", "iso8859-15", "cp1252", "cp1250", "cp1251", "cp1254"})
+
+
 def _strict(data: bytes, codec: str) -> str | None:
     try:
         text = data.decode(codec)
-        text.encode("utf-8")  # some codecs yield lone surrogates, which are no text
+        if codec not in _NO_SURROGATES:
+            text.encode("utf-8")  # some codecs yield lone surrogates, which are no text
         return text
     except Exception:  # noqa: BLE001 - any codec failure means "not this charset"
         return None

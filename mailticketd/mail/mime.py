@@ -8,6 +8,7 @@ import email.policy
 import hashlib
 import mimetypes
 import quopri
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
@@ -41,6 +42,104 @@ def attempt(notes: list[str], what: str, step: Callable[[], T], default: T) -> T
     except Exception as exc:  # noqa: BLE001 - one bad field must not lose the others
         notes.append(f"could not read {what}: {type(exc).__name__}: {exc}")
         return default
+
+
+class DecodingMessage(Message):
+    """A part of a big mail that keeps its body as bytes, never as the parser's list of lines and their string.
+
+    While the parser reads the part's body it hands each line to ``take``: a base64 attachment's text, or a
+    text part's bytes as the parser read them, go into one ``bytearray`` (the parser keeps a one-character line
+    instead).  Once the part ends ``set_payload`` decodes the base64 and keeps only the bytes; a text part's
+    bytes wait for ``take_body``.  A base64 line that is not ASCII ends the taking: that part is then read as
+    the standard library reads it.
+    """
+
+    decoded: bytes | None = None
+    _taken: bytearray | None = None
+    _kind = ""  # "" undecided, "base64", "text", or "no"
+    _markers = 0  # lines the parser holds as a newline in place of a taken one
+    _body: bytes | None = None
+
+    def take(self, line: str) -> bool:
+        """Keep ``line`` of the body; False when this part or line is not one to take."""
+        if self._kind == "no" or len(self) == 0:  # no headers yet: the parser is still reading them
+            return False
+        if not self._kind:
+            self._kind = self._decide()
+            if self._kind == "no":
+                return False
+            self._taken = bytearray()
+        assert self._taken is not None
+        if self._kind == "base64":
+            if not line.isascii():
+                self._kind = "no"
+                return False
+            self._taken += line.encode("ascii")
+        else:
+            self._taken += line.encode("ascii", "surrogateescape")  # the bytes the parser decoded so
+        self._markers += 1
+        return True
+
+    def undecided(self) -> bool:
+        """Headers read, first body line not yet offered."""
+        return not self._kind and len(self) > 0
+
+    def refuse(self) -> None:
+        """Take nothing of this part (it belongs to an attached mail, which is stored as the parser holds it)."""
+        self._kind = "no"
+
+    def _decide(self) -> str:
+        maintype = self.get_content_maintype()
+        encoding = str(self.get("content-transfer-encoding", "")).strip().lower()
+        if self.is_multipart() or maintype in ("multipart", "message"):
+            return "no"
+        if maintype != "text" and encoding == "base64":
+            return "base64"
+        return "text" if maintype == "text" and encoding in _PLAIN_ENCODINGS else "no"
+
+    def set_payload(self, payload: Any, charset: Any = None) -> None:
+        taken, self._taken = self._taken, None
+        if taken is not None and isinstance(payload, str):
+            if self._kind == "no":  # taking stopped half-way: the taken lines first, then the parser's
+                payload = taken.decode("ascii", "surrogateescape") + payload[self._markers:]
+            elif self._kind == "text":
+                self._body = bytes(taken)
+                payload = "\n"  # one newline: the multipart parser takes it off when the part ends at a boundary
+            else:
+                try:
+                    self.decoded = binascii.a2b_base64(taken)
+                    payload = ""
+                except binascii.Error:
+                    payload = taken.decode("ascii")  # broken padding and the like: the lenient decoder (_content)
+        super().set_payload(payload, charset)
+
+    def take_body(self) -> bytes | None:
+        """A text part's transfer-decoded bytes, as ``get_payload(decode=True)`` gives them, read once: from the
+        taken bytes, or from a big text with the text dropped first.  None for other parts and small texts."""
+        encoding = str(self.get("content-transfer-encoding", "")).strip().lower()
+        payload: object = getattr(self, "_payload", None)
+        if self._body is not None:
+            data, self._body = self._body, None
+            if payload == "":  # the parser took the line end before the boundary off the part
+                data = _LAST_LINE_END.sub(b"", data)
+        elif isinstance(payload, str) and len(payload) >= _BIG_TEXT and encoding in _PLAIN_ENCODINGS:
+            try:
+                data = payload.encode("ascii", "surrogateescape")  # the bytes the parser read (it decoded them so)
+            except UnicodeEncodeError:
+                return None
+            del payload
+        else:
+            return None
+        self._payload = ""
+        return binascii.a2b_qp(data) if encoding == "quoted-printable" else data
+
+
+_LAST_LINE_END = re.compile(rb"(?:\r\n|\r|\n)\Z")
+# A text part this long is decoded by take_body; the transfer encodings it decodes as the standard library does.
+_BIG_TEXT = 1 << 20
+_PLAIN_ENCODINGS = frozenset({"quoted-printable", "7bit", "8bit", "binary", ""})
+# Parts of these types are read as the standard library reads them (the body's text among them).
+_TEXTUAL = frozenset({"text", "multipart", "message"})
 
 
 _EXTENSIONS = {"message/rfc822": ".eml", "message/delivery-status": ".txt", "text/rfc822-headers": ".txt"}
@@ -112,7 +211,9 @@ class Body:
             self.notes.append(f"attachment {name!r} found only by mail-parser's reading, kept")
 
     def _text(self, part: Message) -> str:
-        data = part.get_payload(decode=True)
+        data: object = part.take_body() if isinstance(part, DecodingMessage) else None
+        if data is None:
+            data = part.get_payload(decode=True)
         charset = attempt(self.notes, "charset", part.get_content_charset, None)
         text = decode_bytes(data if isinstance(data, bytes) else b"", charset, self.notes)
         return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -146,6 +247,10 @@ def _filename(part: Message, hint: str | None) -> str:
 
 
 def _content(part: Message) -> bytes:
+    if isinstance(part, DecodingMessage) and part.decoded is not None:
+        return part.decoded
+    if isinstance(part, DecodingMessage) and (body := part.take_body()) is not None:
+        return body
     if part.is_multipart():  # message/rfc822 and message/delivery-status hold parsed blocks
         chunks = []
         for block in part.get_payload():

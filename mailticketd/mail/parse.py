@@ -7,9 +7,11 @@ import email
 import email.policy
 import email.utils
 import re
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email import feedparser
 from email.feedparser import BytesFeedParser
 from email.message import Message
 from types import MappingProxyType
@@ -22,10 +24,10 @@ from mailticketd.mail.charsets import (
     ENCODED_RUN, collapse, decode_bytes, decode_header_text, decode_run, unfolded,
 )
 from mailticketd.mail.html import html_to_text
-from mailticketd.mail.mime import Attachment, Body, attempt
+from mailticketd.mail.mime import Attachment, Body, DecodingMessage, attempt
 from mailticketd.mail.limits import NAME_BYTES, SUBJECT_BYTES, capped
 
-__all__ = ["Address", "Attachment", "IncomingMail", "parse_mail"]
+__all__ = ["Address", "Attachment", "IncomingMail", "parse_mail", "parse_mail_chunks"]
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ _CHUNK = 1 << 16
 def _message(raw: bytes, notes: list[str]) -> tuple[Message, list[Mapping[str, Any]]]:
     """The parsed tree, and the attachments mail-parser found (it recovers some a damaged tree hides)."""
     if len(raw) > _LARGE:
-        return _message_in_chunks(raw, notes), []
+        view = memoryview(raw)
+        return _message_in_chunks((bytes(view[start:start + _CHUNK]) for start in range(0, len(raw), _CHUNK)),
+                                  notes), []
     try:
         parsed = mailparser.parse_from_bytes(raw)
         for entry in parsed.defects:  # a list of {part or header kind: [descriptions]}
@@ -167,15 +171,44 @@ def _message(raw: bytes, notes: list[str]) -> tuple[Message, list[Mapping[str, A
     return message, []
 
 
-def _message_in_chunks(raw: bytes, notes: list[str]) -> Message:
-    parser = BytesFeedParser(policy=email.policy.compat32)
-    view = memoryview(raw)
-    for start in range(0, len(raw), _CHUNK):
-        parser.feed(bytes(view[start:start + _CHUNK]))
+def _message_in_chunks(chunks: Iterable[bytes], notes: list[str]) -> Message:
+    """Feed the parser piece by piece; each big base64 attachment is decoded as soon as its part ends and its
+    text dropped (``DecodingMessage``), so the tree never holds all of the mail's text at once."""
+    parser = BytesFeedParser(_factory=DecodingMessage, policy=email.policy.compat32)
+    parser._input = _TakingInput(parser)  # type: ignore[attr-defined]
+    first = True
+    for chunk in chunks:
+        if first and (match := _LEADING_BLANK_LINES.match(chunk)):
+            chunk = chunk[match.end() :]
+            notes.append("removed blank lines before the header")
+        first = False
+        parser.feed(chunk)
     message = parser.close()
     for part in message.walk():
         notes.extend(f"{part.get_content_type()}: {type(d).__name__}" for d in part.defects)
     return message
+
+
+class _TakingInput(feedparser.BufferedSubFile):  # type: ignore[name-defined,misc] # not in typeshed
+    """The feed parser's line buffer that offers each line of a part's body to the part (``DecodingMessage.take``)
+    and gives the parser a newline in its place when the part kept it."""
+
+    def __init__(self, parser: BytesFeedParser) -> None:
+        super().__init__()
+        # Weak: a cycle would keep the parser's last part, and with it an attachment's bytes, until the cyclic
+        # garbage collector runs (which big bytes objects do not prompt), so several mails' attachments piled up.
+        self._parser = weakref.ref(parser)
+
+    def readline(self) -> Any:
+        line = super().readline()
+        parser = self._parser()
+        current = getattr(parser, "_cur", None)
+        if not (isinstance(line, str) and line and isinstance(current, DecodingMessage)):
+            return line
+        if current.undecided() and any(isinstance(outer, Message) and outer.get_content_maintype() == "message"
+                                       for outer in getattr(parser, "_msgstack", [])[:-1]):
+            current.refuse()  # inside an attached mail, which is kept whole as the parser read it
+        return "\n" if current.take(line) else line
 
 
 _READ_HEADERS = frozenset({"subject", "from", "to", "cc", "reply-to"})
@@ -198,6 +231,10 @@ def _build(raw: bytes) -> IncomingMail:
         raw = raw[match.end() :]
         notes.append("removed blank lines before the header")
     message, found = _message(raw, notes)
+    return _reading(message, found, notes)
+
+
+def _reading(message: Message, found: list[Mapping[str, Any]], notes: list[str]) -> IncomingMail:
     hint = attempt(notes, "declared charset", lambda: _declared_charset(message), None)
     items: list[tuple[str, str]] = attempt(
         notes, "headers", lambda: [(name.lower(), value) for name, value in message.raw_items()], []
@@ -249,10 +286,28 @@ def parse_mail(raw: bytes) -> IncomingMail:
             data = bytes(raw)
         except Exception:  # noqa: BLE001 - not even bytes-like
             data = str(raw).encode("utf-8", "surrogateescape")
-        text = decode_bytes(data).replace("\r\n", "\n").replace("\r", "\n")
-        return IncomingMail(
-            from_=None, to=(), cc=(), reply_to=(), subject="", message_id=None, in_reply_to=(),
-            references=(), date=None, text=text, html=None, attachments=(), dropped_attachments=(),
-            headers=MappingProxyType({}),
-            defects=(f"unparseable, kept as raw text: {type(exc).__name__}: {exc}",),
-        )
+        return _unparseable(data, exc)
+
+
+def parse_mail_chunks(source: Callable[[], Iterable[bytes]]) -> IncomingMail:
+    """Parse a big mail from its pieces (``source()`` yields them; it is called again only to keep the raw text
+    on total failure), never holding the whole mail's bytes. Never raises."""
+    notes: list[str] = []
+    try:
+        return _reading(_message_in_chunks(source(), notes), [], notes)
+    except Exception as exc:  # noqa: BLE001 - a parse error must never reach SMTP
+        try:
+            data = b"".join(source())
+        except Exception as again:  # noqa: BLE001 - the stored bytes cannot be read either
+            data = f"{type(again).__name__}: {again}".encode()
+        return _unparseable(data, exc)
+
+
+def _unparseable(data: bytes, exc: Exception) -> IncomingMail:
+    text = decode_bytes(data).replace("\r\n", "\n").replace("\r", "\n")
+    return IncomingMail(
+        from_=None, to=(), cc=(), reply_to=(), subject="", message_id=None, in_reply_to=(),
+        references=(), date=None, text=text, html=None, attachments=(), dropped_attachments=(),
+        headers=MappingProxyType({}),
+        defects=(f"unparseable, kept as raw text: {type(exc).__name__}: {exc}",),
+    )

@@ -11,6 +11,10 @@ from mailparser_reply import EmailReplyParser
 LANGUAGES = ("de", "en", "fr", "nl")
 MAX_LINE = 300
 MAX_TOTAL = 64 * 1024
+# The quoted history is looked for in the first CUT_CHARS characters of a text, and the visible text is at most
+# that long: a 25 MB log pasted into a mail cost several times its size as lines, copies and joins, and nobody
+# reads that much as a reply (the article keeps the whole text, the inbox the raw mail).
+CUT_CHARS = 1 << 20
 # The "Am … schrieb …:" and "On … wrote:" patterns backtrack roughly cubically on lines that
 # start like an attribution; a real one is short, and the rules below read the full line anyway.
 MAX_ATTRIBUTION_LINE = 100
@@ -190,8 +194,16 @@ def _below_leading_quote(lines: list[str]) -> str:
     return "\n".join(line.rstrip() for line in _drop_trailer(rest[: _own_cut(rest)])).strip()
 
 
+def _head(text: str) -> str:
+    """At most ``CUT_CHARS`` of ``text``, ended at a line end when there is one."""
+    if len(text) <= CUT_CHARS:
+        return text
+    end = text.rfind("\n", 0, CUT_CHARS)
+    return text[: end if end > 0 else CUT_CHARS]
+
+
 def _visible(text: str, *, whole_if_empty: bool = True) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _head(text).replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     lines = lines[: _notice_cut(lines)]
     reply = lines[: _library_cut(lines)]

@@ -75,12 +75,12 @@ class InboundHandler:
         message_id = message_id_of(spool.head(_HEAD) if spool is not None else envelope.original_content or b"")
         fields = {"peer": _peer(session), "mail_from": envelope.mail_from, "size": size,
                   "rcpt_tos": [_without_token(address) for address in envelope.rcpt_tos], "message_id": message_id}
-        # The mail is read back from its spool only in the writer, under the write: waiting sessions hold no
-        # whole mails.
+        # The mail is read back from its spool only in the writer, in chunks under the write: no session holds
+        # a whole mail.
         arrival = Arrival(
             peer=_peer(session), mail_from=envelope.mail_from or "<>", rcpt_tos=tuple(envelope.rcpt_tos),
             message_id=message_id, size=size, max_backlog=self.config.inbox.max_backlog,
-            read=spool.read if spool is not None else lambda: envelope.original_content or b"",
+            chunks=spool.chunks if spool is not None else lambda: [envelope.original_content or b""],
         )
         try:
             inbox_id = await self.db.intake.store(arrival)

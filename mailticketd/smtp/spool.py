@@ -3,8 +3,8 @@
 aiosmtpd keeps every line of a mail as its own ``bytearray`` and then joins
 them, so each 25 MB session held well over 50 MB.  Here the lines go into a
 ``SpooledTemporaryFile``: a session holds at most ``spool_threshold`` bytes in
-memory however big its mail is, and the whole mail is read back only once,
-inside the inbox transaction, when it is written to the database.
+memory however big its mail is, and the mail is read back once, a chunk at a
+time, inside the inbox transaction, as it is streamed into the database.
 
 The protocol is aiosmtpd's (RFC 5321 §4.5.2 dot-unstuffing, the size limit
 answered after the final dot, the line limit of the stream reader); only the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import IO
 
 from aiosmtpd.smtp import SMTP, Envelope, syntax
@@ -32,7 +33,7 @@ class SpooledEnvelope(Envelope):
 
 
 class Spool:
-    """One mail's bytes: written line by line while DATA runs, read once to store it."""
+    """One mail's bytes: written line by line while DATA runs, read once in pieces to store it."""
 
     def __init__(self, threshold: int, directory: Path | None) -> None:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
@@ -49,10 +50,12 @@ class Spool:
         self._file.truncate()
         self.size = 0
 
-    def read(self) -> bytes:
-        """The whole mail; blocking when the spool is on disk, so call it in a thread."""
+    def chunks(self) -> Iterator[bytes]:
+        """The mail in pieces of at most 1 MiB, never whole; blocking when the spool is on disk, so iterate it in
+        a thread."""
         self._file.seek(0)
-        return self._file.read()
+        while chunk := self._file.read(_CHUNK):
+            yield chunk
 
     def head(self, limit: int) -> bytes:
         """The first ``limit`` bytes (for the Message-ID in the logs)."""

@@ -11,7 +11,7 @@ import os
 import secrets
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -123,6 +123,11 @@ class Database(ABC):
     def claims(self) -> AbstractAsyncContextManager[Store]:
         """A short transaction that claims queue rows (``InboxRepository.claim_due_batch``): with several daemons a
         write that runs beside the others' transactions; with one (SQLite) a read, as nothing needs claiming."""
+
+    @abstractmethod
+    def raw_chunks(self, inbox_id: int) -> Iterator[bytes]:
+        """A stored mail's bytes in pieces, for a mail the inbox's batch left without them (blocking: iterate it in
+        a worker thread, never on the event loop)."""
 
     @abstractmethod
     async def backup(self, target: Path) -> None:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Generator, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import aiosqlite
 
 from mailticketd.storage.dialect import SQLITE, Dialect
+
+T = TypeVar("T")
 
 # Statements whose rows are read: fetched with the statement.
 _QUERIES = ("select", "with", "pragma", "values")
@@ -171,6 +173,12 @@ class SqliteConnection:
 
     def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Statement:
         return _Statement(self._connection, self._inline, sql, parameters, many=True)
+
+    async def in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the SQLite connection in the database thread, inside whatever transaction is open: for
+        what takes long and cannot be one statement (incremental blob I/O)."""
+        sqlite = self._connection._conn
+        return cast(T, await self._connection._execute(work, sqlite))  # type: ignore[no-untyped-call]
 
     async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> list[Any]:
         """All rows of a query (aiosqlite's name for it)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -21,6 +21,7 @@ import aiosqlite
 from mailticketd.storage.base import Database, SchemaTooNew, Store
 from mailticketd.storage.connection import SqliteConnection
 from mailticketd.storage.dialect import SQLITE
+from mailticketd.storage.inbox import raw_chunks
 from mailticketd.storage.intake import Intake
 from mailticketd.storage.turn import WriteTurn
 
@@ -156,6 +157,11 @@ class SqliteDatabase(Database):
     def claims(self) -> AbstractAsyncContextManager[Store]:
         """A read: one daemon works on an SQLite database, so queue rows need no claim."""
         return self.read()
+
+    def raw_chunks(self, inbox_id: int) -> Iterator[bytes]:
+        """A stored mail's bytes in pieces, for a mail that ``next_due_batch`` left without them (blocking: iterate
+        it in a worker thread; it reads through a connection of its own)."""
+        return raw_chunks(self.path, inbox_id)
 
     async def backup(self, target: Path) -> None:
         """A consistent copy of the live database at ``target`` (SQLite's online backup API)."""

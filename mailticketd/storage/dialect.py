@@ -22,6 +22,9 @@ class Dialect:
     skip_locked: str
     # The sequence ticket numbers come from (several daemons open tickets), or None: one more than the highest.
     ticket_sequence: str | None
+    # Big values (a mail, an attachment) are written by incremental blob I/O into a zeroblob (SQLite) rather
+    # than bound whole to a statement, which SQLite would copy twice.
+    incremental_blobs: bool = False
 
     def equals_nocase(self, column: str) -> str:
         """``column`` equals a parameter, ignoring the case of ASCII letters (SQLite's NOCASE)."""
@@ -31,6 +34,6 @@ class Dialect:
 
 
 SQLITE = Dialect(name="sqlite", shared=False, like="LIKE", is_distinct="IS NOT", skip_locked="",
-                 ticket_sequence=None)
+                 ticket_sequence=None, incremental_blobs=True)
 POSTGRESQL = Dialect(name="postgresql", shared=True, like="ILIKE", is_distinct="IS DISTINCT FROM",
                      skip_locked=" FOR UPDATE SKIP LOCKED", ticket_sequence="ticket_numbers")

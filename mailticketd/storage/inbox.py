@@ -1,16 +1,30 @@
-"""SQL for the durable inbox: raw mails as the SMTP side accepted them, and their processing state."""
+"""SQL for the durable inbox: raw mails as the SMTP side accepted them, and their processing state.
+
+The mail's bytes sit in ``inbox_raw``, apart from the row's state (an UPDATE rewrites a whole record).  A
+mail up to ``WHOLE_BYTES`` is read with its row; a bigger one is left out of the batch and read in chunks
+(``raw_chunks``), so that neither SQLite's sorter nor a Python ``bytes`` ever holds all of it.
+"""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from mailticketd.clock import iso, utc_now
-from mailticketd.storage.connection import Connection
+from mailticketd.storage.connection import INLINE_BYTES, Connection, SqliteConnection
+
+
+# Mails up to this size come with their row; bigger ones are read in chunks of RAW_CHUNK (see raw_chunks).
+WHOLE_BYTES = 1 << 20
+RAW_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -50,44 +64,47 @@ class InboxRepository:
     async def add(self, *, peer: str, mail_from: str, rcpt_tos: list[str], message_id: str | None, raw: bytes,
                   origin: dict[str, Any] | None = None) -> int:
         cursor = await self.conn.execute(
-            "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, raw, origin)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (iso(utc_now()), peer, mail_from, json.dumps(rcpt_tos), message_id, len(raw), raw,
+            "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, origin)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (iso(utc_now()), peer, mail_from, json.dumps(rcpt_tos), message_id, len(raw),
              json.dumps(origin) if origin is not None else None),
         )
-        return int((await cursor.fetchone())[0])
+        inbox_id = int((await cursor.fetchone())[0])
+        if len(raw) <= INLINE_BYTES or not self.conn.dialect.incremental_blobs:
+            await self.conn.execute("INSERT INTO inbox_raw (inbox_id, raw) VALUES (?, ?)", (inbox_id, raw))
+        else:  # the web form's files: streamed in, not bound (SQLite would copy them twice)
+            assert isinstance(self.conn, SqliteConnection)
+            await self.conn.in_thread(lambda conn: write_raw(conn, inbox_id, [raw], len(raw)))
+        return inbox_id
 
     async def backlog(self) -> int:
         async with self.conn.execute("SELECT count(*) FROM inbox WHERE status = 'pending'") as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
-    async def next_due(self, now: datetime) -> tuple[InboxRow, bytes] | None:
-        """The oldest pending row that is due, with its raw bytes."""
-        async with self.conn.execute(
-            f"SELECT {_COLUMNS}, i.raw FROM inbox i LEFT JOIN tickets t ON t.id = i.ticket_id"
-            " WHERE i.status = 'pending' AND (i.next_attempt_at IS NULL OR i.next_attempt_at <= ?)"
-            " ORDER BY i.id LIMIT 1",
-            (iso(now),),
-        ) as cursor:
-            values = await cursor.fetchone()
-        return (_row(values), bytes(values[13])) if values else None
+    async def next_due(self, now: datetime) -> tuple[InboxRow, bytes | None] | None:
+        """The oldest pending row that is due, with its raw bytes (None past ``WHOLE_BYTES``: see ``raw_chunks``)."""
+        found = await self.next_due_batch(now, limit=1, max_bytes=0)
+        return found[0] if found else None
 
-    async def next_due_batch(self, now: datetime, *, limit: int, max_bytes: int) -> list[tuple[InboxRow, bytes]]:
+    async def next_due_batch(self, now: datetime, *, limit: int,
+                             max_bytes: int) -> list[tuple[InboxRow, bytes | None]]:
         """The oldest pending rows that are due, with their raw bytes: at most ``limit`` rows and, beyond the
-        first, ``max_bytes`` of mail."""
+        first, ``max_bytes`` of mail.  A mail past ``WHOLE_BYTES`` comes without its bytes (None): read it with
+        ``raw_chunks``."""
         async with self.conn.execute(
             "WITH due AS (SELECT id, sum(size) OVER (ORDER BY id) AS running FROM inbox"
             " WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?)"
-            f" SELECT {_COLUMNS}, i.raw FROM due JOIN inbox i ON i.id = due.id"
-            " LEFT JOIN tickets t ON t.id = i.ticket_id"
+            f" SELECT {_COLUMNS}, (SELECT r.raw FROM inbox_raw r WHERE r.inbox_id = i.id AND i.size <= ?)"
+            " FROM due JOIN inbox i ON i.id = due.id LEFT JOIN tickets t ON t.id = i.ticket_id"
             " WHERE due.running <= ? OR due.id = (SELECT min(id) FROM due) ORDER BY i.id",
-            (iso(now), limit, max_bytes),
+            (iso(now), limit, WHOLE_BYTES, max_bytes),
         ) as cursor:
-            return [(_row(values), bytes(values[13])) for values in await cursor.fetchall()]
+            return [(_row(values), None if values[13] is None else bytes(values[13]))
+                    for values in await cursor.fetchall()]
 
     async def claim_due_batch(self, now: datetime, *, owner: str, lease_until: datetime, limit: int,
-                              max_bytes: int) -> list[tuple[InboxRow, bytes]]:
+                              max_bytes: int) -> list[tuple[InboxRow, bytes | None]]:
         """``next_due_batch``, claimed for ``owner`` until ``lease_until`` where several daemons share the inbox:
         rows another daemon claimed (and whose lease has not ended) or is claiming right now are skipped (call in
         ``Database.claims()``).  With one daemon nothing needs claiming: the rows are only read."""
@@ -113,8 +130,8 @@ class InboxRepository:
         await self.conn.execute(f"UPDATE inbox SET claimed_by = ?, lease_until = ? WHERE id IN ({marks})",
                                 (owner, iso(lease_until), *chosen))
         async with self.conn.execute(
-            f"SELECT {_COLUMNS}, i.raw FROM inbox i LEFT JOIN tickets t ON t.id = i.ticket_id"
-            f" WHERE i.id IN ({marks}) ORDER BY i.id", chosen,
+            f"SELECT {_COLUMNS}, r.raw FROM inbox i LEFT JOIN tickets t ON t.id = i.ticket_id"
+            f" JOIN inbox_raw r ON r.inbox_id = i.id WHERE i.id IN ({marks}) ORDER BY i.id", chosen,
         ) as cursor:
             return [(_row(values), bytes(values[13])) for values in await cursor.fetchall()]
 
@@ -181,3 +198,28 @@ class InboxRepository:
             statuses,
         ) as cursor:
             return [_row(values) for values in await cursor.fetchall()]
+
+
+def raw_chunks(path: Path, inbox_id: int, chunk: int = RAW_CHUNK) -> Iterator[bytes]:
+    """The stored bytes of inbox row ``inbox_id`` in pieces of ``chunk``, through a read-only connection of their
+    own (WAL: it waits for no writer).  Blocking: iterate it in a worker thread."""
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        conn.execute("BEGIN")  # one snapshot for all the pieces
+        with conn.blobopen("inbox_raw", "raw", inbox_id, readonly=True) as blob:
+            while piece := blob.read(chunk):
+                yield piece
+
+
+def write_raw(conn: sqlite3.Connection, inbox_id: int, chunks: Iterable[bytes], size: int) -> None:
+    """Store a mail's ``size`` bytes for inbox row ``inbox_id``, streamed from ``chunks`` into a zeroblob (SQLite
+    copies no value, as it does twice for a bound one).  Blocking: call it in the database thread."""
+    conn.execute("INSERT INTO inbox_raw (inbox_id, raw) VALUES (?, zeroblob(?))", (inbox_id, size))
+    written = 0
+    with conn.blobopen("inbox_raw", "raw", inbox_id) as blob:
+        for chunk in chunks:
+            if written + len(chunk) > size:
+                raise ValueError(f"more than the {size} bytes received")
+            blob.write(chunk)
+            written += len(chunk)
+    if written != size:
+        raise ValueError(f"{written} of the {size} bytes received")

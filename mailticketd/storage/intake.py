@@ -9,9 +9,11 @@ the one transaction that holds SQLite's write lock at that moment
 (``storage.turn``).  While one batch commits, the next gathers: the busier
 the listener, the more mails share an fsync.
 
-The raw mail is read from the session's spool inside the transaction, one
-mail at a time and dropped once written, so a batch of big mails holds one
-of them in memory, not all.  A batch is also kept to ``max_batch_bytes``.
+The raw mail is streamed from the session's spool inside the transaction, a
+chunk at a time, into a ``zeroblob`` of its size with SQLite's incremental
+blob I/O: a mail is never whole in memory, however big (binding it as one
+value made SQLite copy it twice, and its prepared statement kept one copy
+until the next mail).  A batch is also kept to ``max_batch_bytes``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailticketd.clock import iso, utc_now
+from mailticketd.storage.inbox import write_raw
 from mailticketd.storage.turn import WriteTurn
 
 # At most this many mails in one transaction: a session waits for its batch, not for the whole queue.
@@ -37,14 +40,15 @@ class BacklogFull(Exception):
 
 @dataclass(frozen=True)
 class Arrival:
-    """One mail as the SMTP side received it; ``read`` returns its bytes (it may block: it runs in the writer)."""
+    """One mail as the SMTP side received it; ``chunks`` gives its ``size`` bytes in pieces (it may block: it runs
+    in the writer)."""
 
     peer: str
     mail_from: str
     rcpt_tos: tuple[str, ...]
     message_id: str | None
     size: int
-    read: Callable[[], bytes]
+    chunks: Callable[[], Iterable[bytes]]
     max_backlog: int
 
 
@@ -166,20 +170,16 @@ class Intake:
                 if pending >= arrival.max_backlog:
                     results.append(BacklogFull())
                     continue
+                conn.execute("SAVEPOINT mail")
                 try:
-                    raw = arrival.read()
+                    inbox_id = _insert(conn, arrival)
                 except Exception as error:  # noqa: BLE001 - this session's spool is gone; the others go on
+                    conn.execute("ROLLBACK TO mail")
+                    conn.execute("RELEASE mail")
                     results.append(error)
                     continue
-                cursor = conn.execute(
-                    "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, raw)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (iso(utc_now()), arrival.peer, arrival.mail_from, json.dumps(list(arrival.rcpt_tos)),
-                     arrival.message_id, len(raw), raw),
-                )
-                del raw
-                assert cursor.lastrowid is not None
-                results.append(cursor.lastrowid)
+                conn.execute("RELEASE mail")
+                results.append(inbox_id)
                 pending += 1
             conn.execute("COMMIT")
         except BaseException:
@@ -194,3 +194,16 @@ class Intake:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
+
+
+def _insert(conn: sqlite3.Connection, arrival: Arrival) -> int:
+    """The inbox row, then the mail streamed into a zeroblob of its size; returns the row's id."""
+    cursor = conn.execute(
+        "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size) VALUES (?, ?, ?, ?, ?, ?)",
+        (iso(utc_now()), arrival.peer, arrival.mail_from, json.dumps(list(arrival.rcpt_tos)), arrival.message_id,
+         arrival.size),
+    )
+    inbox_id = cursor.lastrowid
+    assert inbox_id is not None
+    write_raw(conn, inbox_id, arrival.chunks(), arrival.size)
+    return inbox_id

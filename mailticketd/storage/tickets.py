@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mailticketd.clock import iso, utc_now
 from mailticketd.tickets.models import Ticket
-from mailticketd.storage.connection import Connection
+from mailticketd.storage.connection import INLINE_BYTES, Connection, SqliteConnection
 
 _TICKET_COLUMNS = ("id, number, subject, status, organisation_id, requester_id, created_at, updated_at, closed_at,"
                    " assignee, follows_ticket_id, thread_index")
@@ -289,14 +290,23 @@ class ArticleRepository:
 
     async def add_attachments(self, article_id: int, attachments: Sequence[NewAttachment]) -> None:
         """Store each content once (by sha256) and link it to the article with its name and type."""
-        await self.conn.executemany(
-            "INSERT INTO attachment_blobs (sha256, size, content) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [(item.sha256, len(item.content), item.content) for item in attachments],
-        )
+        for item in attachments:
+            await self.store_blob(item.sha256, item.content)
         await self.conn.executemany(
             "INSERT INTO article_attachments (article_id, sha256, name, content_type, size) VALUES (?, ?, ?, ?, ?)",
             [(article_id, item.sha256, item.name, item.content_type, len(item.content)) for item in attachments],
         )
+
+    async def store_blob(self, sha256: str, content: bytes) -> None:
+        """Store one attachment's content unless it is stored already.  A big one is written into a zeroblob by
+        incremental blob I/O in the database thread: binding it to the INSERT made SQLite copy it twice and keep
+        one copy in the cached statement.  (A backend without incremental I/O does the plain insert.)"""
+        if len(content) <= INLINE_BYTES or not self.conn.dialect.incremental_blobs:
+            await self.conn.execute("INSERT INTO attachment_blobs (sha256, size, content) VALUES (?, ?, ?)"
+                                    " ON CONFLICT DO NOTHING", (sha256, len(content), content))
+            return
+        assert isinstance(self.conn, SqliteConnection)
+        await self.conn.in_thread(lambda conn: _store_big_blob(conn, sha256, content))
 
     async def remember_message_id(self, message_id: str, *, ticket_id: int, article_id: int | None,
                                   direction: str) -> None:
@@ -327,3 +337,11 @@ class ArticleRepository:
                         attachments=tuple(files.get(v[0], ())))
             for v in rows
         ]
+
+
+def _store_big_blob(conn: sqlite3.Connection, sha256: str, content: bytes) -> None:
+    cursor = conn.execute("INSERT OR IGNORE INTO attachment_blobs (sha256, size, content) VALUES (?, ?, zeroblob(?))",
+                          (sha256, len(content), len(content)))
+    if cursor.rowcount == 1 and cursor.lastrowid is not None:
+        with conn.blobopen("attachment_blobs", "content", cursor.lastrowid) as blob:
+            blob.write(content)

@@ -198,3 +198,15 @@ def test_input_caps_are_in_place() -> None:
 def test_languages_include_german_and_english() -> None:
     """The reply parser is set up for German and English at least."""
     assert {"de", "en"} <= set(reply.LANGUAGES)
+
+
+def test_a_huge_body_is_cut_by_its_head_at_a_line_end() -> None:
+    """A pasted log of several megabytes shows its first megabyte as the visible text, ending at a whole line,
+    and a quote in that head is still cut off."""
+    line = "2026-11-30 03:14:13 de-fr-srv-0815 kernel: Größe überschritten\n"
+    log = line * (3 * reply.CUT_CHARS // len(line))
+    visible = visible_text(log)
+    assert len(visible) <= reply.CUT_CHARS and visible.endswith(line.strip())
+    assert log.startswith(visible)
+    quoted = "Neue Frage zum Protokoll.\n\nAm 29.11.2026 schrieb Support <support@example.net>:\n> " + log
+    assert visible_text(quoted) == "Neue Frage zum Protokoll."

@@ -43,17 +43,18 @@ class PostgresIntake(Intake):
                     if pending >= arrival.max_backlog:
                         results.append(BacklogFull())
                         continue
-                    try:
-                        raw = await loop.run_in_executor(None, arrival.read)  # a spool file: off the event loop
+                    try:  # a spool file: read off the event loop
+                        raw = await loop.run_in_executor(None, lambda: b"".join(arrival.chunks()))
                     except Exception as error:  # noqa: BLE001 - this session's spool is gone; the others go on
                         results.append(error)
                         continue
                     inbox_id = await conn.fetchval(
-                        "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size, raw)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                        "INSERT INTO inbox (received_at, peer, mail_from, rcpt_tos, message_id, size)"
+                        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                         iso(utc_now()), arrival.peer, arrival.mail_from, json.dumps(list(arrival.rcpt_tos)),
-                        arrival.message_id, len(raw), raw,
+                        arrival.message_id, len(raw),
                     )
+                    await conn.execute("INSERT INTO inbox_raw (inbox_id, raw) VALUES ($1, $2)", inbox_id, raw)
                     del raw
                     results.append(int(inbox_id))
                     pending += 1
