@@ -9,6 +9,8 @@ import sqlite3
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 from mailticketd.app import Daemon
 from mailticketd.storage.db import _statements
 from tests.helpdesk import COLLEAGUE, MANAGER, browserless, people
@@ -44,8 +46,9 @@ async def test_every_attachment_of_a_big_mail_arrives_byte_identical_and_downloa
             [article] = await store.articles.for_ticket(ticket.id)
         assert [(item.name, item.size) for item in article.attachments] == [(n, len(c)) for n, _, c in FILES]
         assert [item.sha256 for item in article.attachments] == [hashlib.sha256(c).hexdigest() for _, _, c in FILES]
-        with sqlite3.connect(daemon.config.storage.database) as conn:
-            stored = dict(conn.execute("SELECT sha256, content FROM attachment_blobs").fetchall())
+        async with daemon.db.read() as store:  # on either backend
+            stored = {sha256: bytes(content) for sha256, content in
+                      await store.conn.execute_fetchall("SELECT sha256, content FROM attachment_blobs")}
         assert len(stored) == 4 and all(stored[hashlib.sha256(c).hexdigest()] == c for _, _, c in FILES)
         async with browserless(daemon, address=MANAGER) as manager:
             page = (await manager.get("/tickets/10000"))[1]
@@ -57,14 +60,15 @@ async def test_every_attachment_of_a_big_mail_arrives_byte_identical_and_downloa
                     assert await response.read() == content, name
 
 
+@pytest.mark.sqlite_only
 async def test_pending_mails_stored_before_the_upgrade_are_processed_with_their_attachments(tmp_path: Path) -> None:
-    """A database of schema 8 with a big mail still pending keeps its bytes through migration 0009 and the mail
-    becomes a ticket with its attachment intact."""
+    """A database of schema 8 with a big mail still pending keeps its bytes through migrations 0009–0011 (the
+    bytes move to their own table) and the mail becomes a ticket with its attachment intact."""
     config = make_config(tmp_path)
     database = config.storage.database
     database.parent.mkdir(parents=True, exist_ok=True)
     raw = make_mail(subject="Vor dem Update", attachments=[("alt.bin", "application/octet-stream", ARCHIVE)])
-    folder = resources.files("mailticketd.storage").joinpath("migrations")
+    folder = resources.files("mailticketd.storage").joinpath("migrations", "sqlite")
     with sqlite3.connect(database, isolation_level=None) as conn:
         for entry in sorted(folder.iterdir(), key=lambda item: item.name):
             version = int(entry.name.split("_", 1)[0]) if entry.name.endswith(".sql") else 99
