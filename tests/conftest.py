@@ -66,7 +66,7 @@ def _backend(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     if request.node.get_closest_marker("sqlite_only"):
-        pytest.skip("looks into the SQLite file itself")
+        pytest.skip("works on the SQLite file itself (directly, or through a process of its own)")
     helpers.DATABASE_URL = request.getfixturevalue("postgres_url")
     try:
         yield

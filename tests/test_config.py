@@ -46,6 +46,11 @@ def test_site_file_overrides_defaults(tmp_path: Path) -> None:
     ("[http]\nbase_url = \"desk.example.net\"\n", "[http] base_url", "must be an absolute http:// or https:// URL"),
     ("[http]\nbase_url = \"ftp://desk.example.net\"\n", "[http] base_url", "must be an absolute http"),
     ("[templates]\nfolder = \"a\"\n[mail]\ntemplates = \"b\"\n", "[mail] templates", "replaced by [templates] folder"),
+    ("[storage]\ndatabase = \"postgresql://desk:geheim@db.example/desk\"\n", "[storage] database",
+     "must not contain a password: put it in [storage] password_file or $MAILTICKETD_DATABASE_PASSWORD"),
+    ("[storage]\ndatabase = \"mysql://desk@db.example/desk\"\n", "[storage] database", "a postgresql:// URL"),
+    ("[storage]\ndatabase = \"postgresql://desk@db.example\"\n", "[storage] database", "needs the database's name"),
+    ("[inbox]\nclaim_lease = 0\n", "[inbox] claim_lease", "must be more than 0 seconds"),
 ])
 def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
     """Each mistake is reported with the file, the key and what is wrong with it."""
@@ -56,6 +61,25 @@ def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, key: st
     assert error.value.key == key
     assert str(error.value).startswith(f"{path}: {key}: ")
     assert problem in error.value.problem
+
+
+def test_a_postgresql_url_selects_postgresql_with_the_password_from_a_file_or_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL selects PostgreSQL (a path SQLite); the password is the password file's first line, else the
+    environment's, and neither appears in what is shown of the database."""
+    (tmp_path / "db-password").write_text("s3cret-from-file\nignored\n", encoding="utf-8")
+    path = tmp_path / "site.toml"
+    path.write_text('[storage]\ndatabase = "postgresql://desk@db.example:5433/desk"\n'
+                    'password_file = "db-password"\nstate_directory = "."\n', encoding="utf-8")
+    monkeypatch.setenv("MAILTICKETD_DATABASE_PASSWORD", "s3cret-from-env")
+    storage = load_config(path).storage
+    assert storage.shared and storage.name == "postgresql://desk@db.example:5433/desk"
+    assert storage.password() == "s3cret-from-file"
+    path.write_text('[storage]\ndatabase = "postgresql://desk@db.example:5433/desk"\n', encoding="utf-8")
+    assert load_config(path).storage.password() == "s3cret-from-env"
+    monkeypatch.delenv("MAILTICKETD_DATABASE_PASSWORD")
+    assert load_config(path).storage.password() is None
+    assert not load_config(None).storage.shared
 
 
 def test_config_path_prefers_the_option_then_the_environment_then_etc(monkeypatch: pytest.MonkeyPatch,

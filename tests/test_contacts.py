@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from mailticketd.app import Daemon
 from mailticketd.clock import utc_now
 from mailticketd.directory.admin import DirectoryAdmin
@@ -207,6 +209,7 @@ async def test_every_link_of_someone_who_left_stops_working_when_they_are_deacti
 # -- 7. strangers and the verification link -----------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # the staff CLI runs as a process on the config file
 async def test_a_stranger_who_confirms_the_address_is_confirmed_without_organisation_everywhere(
         tmp_path: Path) -> None:
     """A stranger proves the address through the acknowledgement's link, then sees only their own ticket on the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -104,8 +103,9 @@ async def test_bounce_of_our_mail_is_a_note_on_its_ticket_and_flags_the_address(
         article = (await ticket(daemon, 10000))["articles"][-1]
         assert article["kind"] == "bounce"
         assert f"delivery-failed:{CUSTOMER}" in article["flags"]
-        with sqlite3.connect(daemon.config.storage.database) as conn:
-            flagged = conn.execute("SELECT delivery_failed_at FROM users WHERE address = ?", (CUSTOMER,)).fetchone()
+        async with daemon.db.read() as store:
+            [flagged] = await store.conn.execute_fetchall("SELECT delivery_failed_at FROM users WHERE address = ?",
+                                                          (CUSTOMER,))
         assert flagged[0] is not None
         notices = await mails_to(sink, 2, where=to(OPERATOR))
         assert "Unzustellbarkeitsmeldung" in parsed(notices[-1])["Subject"]
@@ -182,8 +182,8 @@ async def test_a_fake_bounce_neither_joins_a_ticket_nor_flags_others(tmp_path: P
                                                    b"Auto-Submitted: auto-replied\r\nX-Failed-Recipients: "
                                                    b"victim@customer.example\r\n")
         await deliver(daemon, forged, mail_from="")
-        with sqlite3.connect(daemon.config.storage.database) as conn:
-            flagged = dict(conn.execute("SELECT address, delivery_failed_at IS NOT NULL FROM users").fetchall())
+        async with daemon.db.read() as store:
+            flagged = dict(await store.conn.execute_fetchall("SELECT address, delivery_failed_at IS NOT NULL FROM users"))
         assert flagged == {CUSTOMER: 1, "victim@customer.example": 0}
 
 

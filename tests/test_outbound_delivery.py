@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 from mailticketd.app import Daemon
+from mailticketd.storage import database_for
 from tests.helpers import free_port, make_config, make_mail, send, settle
 from tests.outbound import OPERATOR, body_of, deliver, desk, mails_to, parsed, quiet, to
 from tests.sink import Sink
@@ -19,10 +19,11 @@ def relay_config(tmp_path: Path, port: int):
                                            "relay_security": "none", "retry_delay": 0.2, "poll_interval": 0.1})
 
 
-def outbox(daemon_or_path) -> dict[str, int]:
-    database = daemon_or_path.config.storage.database if isinstance(daemon_or_path, Daemon) else daemon_or_path
-    with sqlite3.connect(database) as conn:
-        return dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+async def outbox(daemon_or_config) -> dict[str, int]:
+    """How many outgoing mails are in each status (those with any), read through a connection of its own."""
+    config = daemon_or_config.config if isinstance(daemon_or_config, Daemon) else daemon_or_config
+    async with database_for(config.storage) as db, db.read() as store:
+        return {status: count for status, count in (await store.outbox.counts()).items() if count}
 
 
 async def test_relay_down_then_up_delivers_each_mail_once(tmp_path: Path) -> None:
@@ -32,12 +33,12 @@ async def test_relay_down_then_up_delivers_each_mail_once(tmp_path: Path) -> Non
         await send(daemon.smtp_port, make_mail(CUSTOMER))
         await settle(daemon)
         await asyncio.sleep(0.5)
-        assert outbox(daemon) == {"queued": 2}
+        assert await outbox(daemon) == {"queued": 2}
         async with Sink(port) as sink:
             await mails_to(sink, 2)
             await asyncio.sleep(1.0)  # time for any duplicate to show up
             assert sorted(item.rcpt_tos[0] for item in sink.received) == [CUSTOMER, OPERATOR]
-            assert outbox(daemon) == {"sent": 2}
+            assert await outbox(daemon) == {"sent": 2}
 
 
 async def test_permanent_refusal_marks_the_mail_failed_and_tells_operators(tmp_path: Path) -> None:
@@ -50,7 +51,7 @@ async def test_permanent_refusal_marks_the_mail_failed_and_tells_operators(tmp_p
         assert "Zustellung fehlgeschlagen" in failure["Subject"]
         assert "550 5.1.1" in body_of(failure) and CUSTOMER in body_of(failure)
         await quiet(daemon)
-        assert outbox(daemon) == {"failed": 1, "sent": 2}
+        assert await outbox(daemon) == {"failed": 1, "sent": 2}
         from mailticketd.views import users_view
         async with daemon.db.read() as store:
             [user] = [u for u in await users_view(store) if u["address"] == CUSTOMER]
@@ -64,10 +65,10 @@ async def test_queued_mail_is_delivered_after_a_restart(tmp_path: Path) -> None:
     async with Daemon(config) as daemon:
         await send(daemon.smtp_port, make_mail(CUSTOMER))
         await settle(daemon)
-    assert outbox(config.storage.database) == {"queued": 2}
+    assert await outbox(config) == {"queued": 2}
     async with Sink(port) as sink, Daemon(config):
         await mails_to(sink, 2)
-    assert outbox(config.storage.database) == {"sent": 2}
+    assert await outbox(config) == {"sent": 2}
 
 
 async def test_maildir_is_the_default_transport_with_delivered_to(tmp_path: Path) -> None:

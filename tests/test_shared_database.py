@@ -100,12 +100,16 @@ async def test_two_daemons_receiving_at_once_make_each_mail_one_article(tmp_path
                         for ticket in tickets}
             counts = await store.outbox.counts()
         assert len(inbox) == 48 and {row.status for row in inbox} == {"done"}
+        assert {row.attempts for row in inbox} == {1}  # each processed by one daemon, once
+        assert not [row for row in inbox if row.decision == "duplicate"]
         assert sorted(ticket.number for ticket in tickets) == list(range(5000, 5024))
         mail_ids = Counter(article.message_id for views in articles.values() for article in views
                            if article.kind == "mail")
         assert len(mail_ids) == 48 and set(mail_ids.values()) == {1}
         for views in articles.values():  # first mail and its reply in the same ticket
             assert len([view for view in views if view.kind == "mail"]) == 2
+        health = await running[1].health()
+        assert health["database"]["ok"] and health["inbox"]["pending"] == 0, health
         files = written(running)
         assert counts["queued"] == 0 and len(files) == counts["sent"] > 0
         assert len(set(files)) == len(files)  # no mail written twice
@@ -188,15 +192,44 @@ async def test_daemons_starting_together_migrate_an_empty_database_once(postgres
         postgres_cluster.drop(url)
 
 
+async def test_the_staff_cli_works_on_the_shared_database_beside_a_daemon(tmp_path: Path, postgres_cluster: Any) -> None:
+    """`migrate` makes the schema of a new PostgreSQL database; an organisation the staff CLI creates there is the
+    running daemon's at once, and the mails it queued are sent by the daemon."""
+    url = postgres_cluster.empty_database()
+    try:
+        config = tmp_path / "mailticketd.toml"
+        config.write_text(f'[storage]\ndatabase = "{url}"\n[mail]\naddresses = ["support@example.net"]\n'
+                          f'token_secrets = ["{TOKEN_SECRET}"]\n[outbound]\nmaildir = "{tmp_path / "cli-maildir"}"\n',
+                          encoding="utf-8")
+        migrated = cli("--config", str(config), "migrate")
+        assert migrated.returncode == 0, migrated.stderr
+        assert "schema version 1" in migrated.stdout and "mailticketd@127.0.0.1" in migrated.stdout
+        async with daemons(tmp_path, url, 1) as [daemon]:
+            created = cli("--config", str(config), "org", "create", "Kunde GmbH", "--commercial",
+                          "chef@kunde.example", "--technical", "technik@kunde.example")
+            assert created.returncode == 0, created.stderr
+            async with daemon.db.read() as store:
+                organisation = await store.organisations.by_name("kunde gmbh")
+                queued = (await store.outbox.counts())["queued"]
+            assert organisation is not None and organisation.name == "Kunde GmbH" and queued == 2
+            daemon.delivery.wake()
+            await outbox_settled(daemon)
+            assert {rcpt for _, rcpt in written([daemon])} == {"chef@kunde.example", "technik@kunde.example"}
+    finally:
+        postgres_cluster.drop(url)
+
+
 def test_serve_refuses_a_generated_token_secret_on_postgresql(tmp_path: Path) -> None:
     """`serve` on a PostgreSQL database without [mail] token_secrets exits 1 and says which setting is missing,
-    before it connects anywhere."""
+    before it connects anywhere; `check-config` finds the same."""
     config = tmp_path / "mailticketd.toml"
     config.write_text('[storage]\ndatabase = "postgresql://mailticketd@127.0.0.1:1/desk"\n'
                       '[mail]\naddresses = ["support@example.net"]\ntoken_secrets = []\n', encoding="utf-8")
     result = cli("--config", str(config), "serve")
     assert result.returncode == 1, result.stderr
     assert "[mail] token_secrets" in result.stderr
+    checked = cli("--config", str(config), "check-config")
+    assert checked.returncode == 2 and "[mail] token_secrets" in checked.stderr
 
 
 def test_check_config_refuses_a_password_in_the_database_url(tmp_path: Path) -> None:

@@ -412,6 +412,7 @@ async def test_renew_of_a_working_link_sends_nothing(daemon: Daemon, client: aio
 # -- secrets ----------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # reads the database files
 async def test_token_is_stored_only_as_a_hash(daemon: Daemon, client: aiohttp.ClientSession, config: Config) -> None:
     """Neither an issued token nor a renewed one appears in the database files; their sha256 does."""
     user = await add_user(daemon)
