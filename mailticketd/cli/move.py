@@ -137,7 +137,7 @@ def _text(view: dict[str, Any], config: Config) -> str:
     if view["copied"]:
         lines.append(f"next: [storage] database = \"{view['target']}\" in the config of every host, then start "
                      "the daemons")
-        if not config.mail.token_secrets:
+        if not config.mail.token_secrets and (config.storage.database.parent / SECRET_FILE).exists():
             lines.append(f"and [mail] token_secrets = [\"<the line in {config.storage.database.parent / SECRET_FILE}>"
                          "\"] on every host: the reply tokens of mails already sent are signed with it")
     return "\n".join(lines)
