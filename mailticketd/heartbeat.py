@@ -27,7 +27,12 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._beat(forget=True)
+        """Beat now; a database that cannot be written (read-only, full) is logged, and the daemon still serves
+        (the SMTP side answers 451 meanwhile), beating again later."""
+        try:
+            await self._beat(forget=True)
+        except Exception as error:  # noqa: BLE001 - the daemon serves without its row for a while
+            log.warning("heartbeat.failed", error=f"{type(error).__name__}: {error}")
         self._task = asyncio.create_task(self._run(), name="heartbeat")
 
     async def stop(self) -> None:
