@@ -14,6 +14,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from mailticketd.storage.postgresql import PostgresDatabase
@@ -70,6 +71,19 @@ class Cluster:
         name = f"empty_{os.getpid()}_{next(self._names)}"
         self.psql(f"CREATE DATABASE {name}")
         return self.url(name)
+
+    def password_database(self, password: str) -> str:
+        """A new empty database owned by a new role that must log in with ``password`` (no superuser, no trust);
+        returns its URL (without the password)."""
+        number = next(self._names)
+        role, name = f"desk_{os.getpid()}_{number}", f"owned_{os.getpid()}_{number}"
+        self.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        self.psql(f"CREATE DATABASE {name} OWNER {role}")
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        self.psql("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the server reads pg_hba.conf again on its own time
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{name}"
 
     def drop(self, url: str) -> None:
         self.psql(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from mailticketd.app import Daemon
@@ -26,8 +28,8 @@ from mailticketd.outbox.worker import DeliveryWorker
 from mailticketd.storage import database_for
 from mailticketd.storage.postgresql import PostgresDatabase
 from tests.helpdesk import MANAGER, browserless, people
-from tests.helpers import TOKEN_SECRET, make_config, make_mail, message_id_of, send, settle
-from tests.process import cli
+from tests.helpers import TOKEN_SECRET, free_port, make_config, make_mail, send, settle
+from tests.process import DaemonProcess, cli
 
 pytestmark = pytest.mark.postgresql
 
@@ -35,7 +37,8 @@ pytestmark = pytest.mark.postgresql
 def shared_config(tmp_path: Path, url: str, name: str, **sections: dict[str, Any]) -> Config:
     """One daemon's config on the shared database: its own folder and maildir, the common token secret."""
     folder = tmp_path / name
-    return make_config(folder, storage={"database": url}, mail={"token_secrets": [TOKEN_SECRET]},
+    storage = {"database": url} | sections.pop("storage", {})
+    return make_config(folder, storage=storage, mail={"token_secrets": [TOKEN_SECRET]},
                        outbound={"maildir": str(folder / "maildir")}, **sections)
 
 
@@ -114,6 +117,56 @@ async def test_two_daemons_receiving_at_once_make_each_mail_one_article(tmp_path
         assert counts["queued"] == 0 and len(files) == counts["sent"] > 0
         assert len(set(files)) == len(files)  # no mail written twice
         assert all(count for count in Counter(daemon.config.outbound.maildir for daemon in running).values())
+
+
+async def test_two_serve_processes_on_one_database_share_the_mail(tmp_path: Path, postgres_url: str) -> None:
+    """Two `mailticketd serve` processes on one database, each sent half of the mail over SMTP: every mail becomes
+    one ticket, processed by one of them, and both stop cleanly."""
+    processes = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        port = free_port()
+        config = folder / "mailticketd.toml"
+        config.write_text(f'[smtp]\nlisten = "127.0.0.1:{port}"\n[http]\nlisten = "127.0.0.1:0"\n'
+                          f'[mail]\naddresses = ["support@example.net"]\ntoken_secrets = ["{TOKEN_SECRET}"]\n'
+                          f'[storage]\ndatabase = "{postgres_url}"\n[outbound]\nmaildir = "{folder / "maildir"}"\n'
+                          '[inbox]\npoll_interval = 0.2\n[log]\nformat = "json"\n', encoding="utf-8")
+        processes.append(DaemonProcess(config, port, folder / "daemon.log"))
+    try:
+        for process in processes:
+            process.start()
+        await asyncio.gather(*(send(processes[index % 2].port, make_mail(f"kunde{index}@customer.example",
+                                                                         subject=f"Server {index} down"))
+                               for index in range(20)))
+        assert await asyncio.to_thread(_processed, processes, 20)
+        await asyncio.sleep(0.5)  # time for a mail processed twice to show in the logs
+        assert sum(_processed_count(process) for process in processes) == 20
+        assert [process.terminate() for process in processes] == [0, 0]
+    finally:
+        for process in processes:
+            if process.process is not None and process.process.poll() is None:
+                process.kill()
+    config = make_config(tmp_path, storage={"database": postgres_url}, mail={"token_secrets": [TOKEN_SECRET]})
+    async with database_for(config.storage) as db, db.read() as store:
+        inbox = await store.inbox.list(("pending", "failed", "done"))
+        tickets = await store.tickets.list()
+    assert len(inbox) == 20 and {(row.status, row.attempts) for row in inbox} == {("done", 1)}
+    assert sorted(ticket.subject for ticket in tickets) == sorted(f"Server {index} down" for index in range(20))
+
+
+def _processed_count(process: DaemonProcess) -> int:
+    return len([event for event in process.events() if event.get("event") == "mail.processed"])
+
+
+def _processed(processes: list[DaemonProcess], count: int, timeout: float = 60.0) -> bool:
+    """Wait until the processes' logs hold ``count`` processed mails together."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(_processed_count(process) for process in processes) >= count:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 async def test_a_mail_claimed_by_a_daemon_that_died_is_processed_once_its_lease_ends(
@@ -216,6 +269,30 @@ async def test_the_staff_cli_works_on_the_shared_database_beside_a_daemon(tmp_pa
             daemon.delivery.wake()
             await outbox_settled(daemon)
             assert {rcpt for _, rcpt in written([daemon])} == {"chef@kunde.example", "technik@kunde.example"}
+    finally:
+        postgres_cluster.drop(url)
+
+
+async def test_the_password_comes_from_the_password_file_or_the_environment(
+        tmp_path: Path, postgres_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database user who must give a password gets it from [storage] password_file, else from
+    $MAILTICKETD_DATABASE_PASSWORD; without either the connection is refused.  That user (an owner, no superuser)
+    can make the schema."""
+    url = postgres_cluster.password_database("Pferd-Batterie-7")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.delenv("MAILTICKETD_DATABASE_PASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    try:
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            async with database_for(shared_config(tmp_path, url, "none").storage):
+                pass
+        (tmp_path / "password").write_text("Pferd-Batterie-7\n", encoding="utf-8")
+        config = shared_config(tmp_path, url, "file", storage={"password_file": str(tmp_path / "password")})
+        async with database_for(config.storage) as db, db.read() as store:
+            assert await store.inbox.backlog() == 0
+        monkeypatch.setenv("MAILTICKETD_DATABASE_PASSWORD", "Pferd-Batterie-7")
+        async with database_for(shared_config(tmp_path, url, "env").storage) as db, db.read() as store:
+            assert await store.inbox.backlog() == 0
     finally:
         postgres_cluster.drop(url)
 
