@@ -112,6 +112,7 @@ class InboxConfig:
     retry_delay: float
     poll_interval: float
     claim_lease: float  # seconds a daemon sharing the database keeps the mails it took; then another takes them
+    parse_processes: int  # "auto" in the file is resolved to a number here
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,8 @@ def _merge(values: dict[str, dict[str, Any]], site: Mapping[str, Any], source: s
 
 def _checked(value: Any, default: Any, source: str, name: str) -> Any:
     """Return ``value`` if it has the type of ``default`` (an int is a fine float)."""
+    if name == "[inbox] parse_processes":  # "auto" or a number: checked in _build
+        return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)
         wanted = "true or false"
@@ -325,6 +328,7 @@ def _build(v: dict[str, dict[str, Any]], source: str, base: Path) -> Config:
                          ("http", "header_timeout")):
         if v[section][key] <= 0:
             raise fail(f"[{section}] {key}", f"must be more than 0 seconds, got {v[section][key]!r}")
+    v["inbox"]["parse_processes"] = _parse_processes(v["inbox"]["parse_processes"], fail)
     if v["http"]["reserve_descriptors"] < 0:
         raise fail("[http] reserve_descriptors", f"must not be negative, got {v['http']['reserve_descriptors']!r}")
     if bool(v["smtp"]["tls_certificate"]) != bool(v["smtp"]["tls_key"]):
@@ -425,6 +429,18 @@ def _storage(values: dict[str, Any], state: Path, place: Any, fail: Any) -> Stor
         raise fail("[storage] database", f"has a bad port: {error}") from error
     return StorageConfig(database=place("mailticketd.sqlite3"), busy_timeout=values["busy_timeout"],
                          state_directory=state, url=database, password_file=password_file)
+MAX_PARSE_PROCESSES = 64
+
+
+def _parse_processes(value: Any, fail: Any) -> int:
+    """``[inbox] parse_processes``: "auto" is one process fewer than the cores this daemon may use (at least 1)."""
+    if value == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores - 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PARSE_PROCESSES:
+        raise fail("[inbox] parse_processes",
+                   f'must be "auto" or a whole number from 0 to {MAX_PARSE_PROCESSES}, got {value!r}')
+    return value
 
 
 def _path(value: str, place: Any) -> Path | None:

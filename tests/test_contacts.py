@@ -63,6 +63,37 @@ async def test_the_primary_contact_gets_a_copy_of_new_tickets_whatever_their_rol
         assert "als Primärkontakt Ihrer Organisation" in text and "Bitte helfen." in text
 
 
+async def test_the_primary_contacts_reply_to_the_copy_joins_the_ticket(tmp_path: Path) -> None:
+    """A primary contact who is a normal user answers the copy: the answer lands in the colleague's ticket (the
+    copy's token proves the provider wrote to them about it), not in a new one, and a stranger's mail carrying
+    that tag still does not."""
+    async with desk(tmp_path) as (daemon, sink):
+        async with daemon.db.transaction() as store:
+            admin = admin_of(daemon, store)
+            await admin.create_organisation(KUNDE, commercial="chef@kunde.example", technical="chef@kunde.example")
+            await admin.add_user("empfang@kunde.example", KUNDE)
+            await admin.add_user("bob@kunde.example", KUNDE)
+            await admin.add_user("eve@kunde.example", KUNDE)
+            await admin.set_primary_contact(KUNDE, "empfang@kunde.example")
+        await deliver(daemon, make_mail("bob@kunde.example", subject="Drucker kaputt", body="Bitte helfen."))
+        [copy] = await mails_to(sink, 1, where=lambda item: "empfang@kunde.example" in item.rcpt_tos
+                                and "Drucker kaputt" in str(parsed(item)["Subject"]))
+        reply_to = str(parsed(copy)["Reply-To"])
+        subject = str(parsed(copy)["Subject"])
+        await deliver(daemon, make_mail("empfang@kunde.example", to=reply_to, subject=f"AW: {subject}",
+                                        body="Der Drucker steht im 2. Stock."), rcpt=[reply_to])
+        await deliver(daemon, make_mail("eve@kunde.example", subject=f"AW: {subject}", body="Ich auch."))
+        await quiet(daemon)
+        async with daemon.db.read() as store:
+            first = await store.tickets.by_number(10000)
+            assert first is not None
+            texts = [article.text for article in await store.articles.for_ticket(first.id)]
+            tickets = await store.tickets.list()
+        assert any("2. Stock" in text for text in texts), texts
+        assert not any("Ich auch" in text for text in texts), texts
+        assert len(tickets) == 2  # the colleague's and eve's own
+
+
 async def test_org_show_warns_when_the_primary_contact_is_inactive_or_cannot_receive_mail(tmp_path: Path) -> None:
     """A primary contact whose last mail failed is warned about until a later mail reaches them; an inactive one
     (as older databases may hold) is warned about too."""

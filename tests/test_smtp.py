@@ -172,3 +172,34 @@ def _set_write_version(database: Path, version: int) -> None:
     with database.open("r+b") as handle:
         handle.seek(18)
         handle.write(bytes([version]))
+
+
+async def test_every_refusal_of_a_bad_command_carries_an_enhanced_code_and_a_sentence(daemon: Daemon) -> None:
+    """A client's mistakes (an over-long RCPT line, an unknown verb, an empty line, DATA before MAIL, a second
+    MAIL, a bad argument) are each answered with an enhanced status code, so a sender's log says what went wrong,
+    and the session goes on to deliver its mail."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.smtp_port)
+    try:
+        await reader.readline()
+        writer.write(b"EHLO client.example\r\n")
+        while not (await reader.readline()).startswith(b"250 "):
+            pass
+        answers = {}
+        for name, command in (("long-rcpt", b"RCPT TO:<" + b"a" * 600 + b"@example.net>"),
+                              ("unknown", b"FROB"), ("empty", b""), ("data-first", b"DATA"),
+                              ("mail", f"MAIL FROM:<kunde@customer.example>".encode()),
+                              ("second-mail", b"MAIL FROM:<other@customer.example>"), ("helo-arg", b"HELO"),
+                              ("rcpt", f"RCPT TO:<{SUPPORT}>".encode()), ("data", b"DATA")):
+            writer.write(command + b"\r\n")
+            answers[name] = (await reader.readline()).decode()
+        writer.write(make_mail(subject="After the mistakes") + b"\r\n.\r\n")
+        answers["accepted"] = (await reader.readline()).decode()
+    finally:
+        writer.close()
+    for name in ("long-rcpt", "unknown", "empty", "data-first", "second-mail", "helo-arg"):
+        code, enhanced, sentence = answers[name].split(" ", 2)
+        assert code[0] == "5" and enhanced[0] == "5" and enhanced.count(".") == 2, (name, answers[name])
+        assert len(sentence.strip()) > 8, (name, answers[name])
+    assert answers["long-rcpt"].startswith("500 5.5.2 "), answers
+    assert answers["unknown"].startswith("500 5.5.1 "), answers
+    assert answers["accepted"].startswith("250 2.0.0"), answers

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 import structlog
 
 from mailticketd.clock import utc_now
 from mailticketd.config import Config
-from mailticketd.mail.parse import IncomingMail, parse_mail
-from mailticketd.mail.reply import new_text, visible_text
+from mailticketd.inbox.prepare import PreparedMail, Preparer
 from mailticketd.metrics import Metrics
 from mailticketd.pipeline.context import Context, Envelope, Services, WebOrigin
 from mailticketd.pipeline.order import Pipeline
@@ -37,28 +32,6 @@ LOOK_AHEAD = 8
 LOOK_AHEAD_BYTES = 4 << 20
 
 
-@dataclass(frozen=True)
-class PreparedMail:
-    """What the CPU-bound part makes of the raw bytes, outside any database lock."""
-
-    mail: IncomingMail
-    visible_text: str
-    new_text: str
-
-
-def prepare(raw: bytes, *, whole: bool = False) -> PreparedMail:
-    """Parse once and cut the quoted history (``whole``: keep all, as for text typed into the web form); runs in a
-    worker thread."""
-    mail = parse_mail(raw)
-    if whole:
-        text = mail.text.strip()
-        return PreparedMail(mail, text, text)
-    # The visible text is the new text, unless nothing looked new: then it falls back to the whole mail. The
-    # quote cutter is the dearest part of a mail's processing; it runs twice only for such mails.
-    new = new_text(mail.text)
-    return PreparedMail(mail, new or visible_text(mail.text), new)
-
-
 class InboxWorker(QueueWorker):
     """Process the inbox one mail at a time; a failing mail is kept and retried, never lost."""
 
@@ -74,10 +47,10 @@ class InboxWorker(QueueWorker):
         self.on_committed = on_committed
         self.metrics = metrics or Metrics()
         self.clock = clock
-        # Parsing (CPU) of the next rows overlaps the current row's transaction (waiting for the database); one
-        # thread, so they are parsed in order and never two at once beside the event loop.
-        self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-prepare")
-        self._ahead: deque[tuple[InboxRow, asyncio.Future[PreparedMail]]] = deque()
+        # Parsing (CPU) of the next rows overlaps the current row's transaction (waiting for the database), in
+        # processes of their own beside the interpreter lock (or, for big mails, in one thread).
+        self.preparer = Preparer(config.inbox.parse_processes)
+        self._ahead: deque[tuple[InboxRow, asyncio.Task[PreparedMail]]] = deque()
         self._taken: set[int] = set()  # rows handed out and not finished: never read ahead a second time
         self._reading = asyncio.Lock()
         super().__init__()
@@ -85,6 +58,20 @@ class InboxWorker(QueueWorker):
     @property
     def poll_interval(self) -> float:
         return self.config.inbox.poll_interval
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Drop the rows read ahead (they stay pending in the database) and end the parse processes."""
+        for _, preparing in self._ahead:
+            preparing.cancel()
+        await asyncio.gather(*(preparing for _, preparing in self._ahead), return_exceptions=True)
+        self._ahead.clear()
+        await self.preparer.close()
 
     async def drain(self) -> int:
         """Process every due row now; returns how many were handled."""
@@ -128,14 +115,14 @@ class InboxWorker(QueueWorker):
             items = await store.inbox.claim_due_batch(
                 now, owner=self.db.owner, lease_until=now + timedelta(seconds=self.config.inbox.claim_lease),
                 limit=LOOK_AHEAD, max_bytes=LOOK_AHEAD_BYTES)
-        loop = asyncio.get_running_loop()
+        self.preparer.resize(self.config.inbox.parse_processes)  # a reload may have changed it
         for row, raw in items:
             if row.id in self._taken:
                 continue
             with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
-                context = contextvars.copy_context()  # the parser's log lines name the mail
-            job = partial(context.run, partial(prepare, raw, whole=row.origin is not None))
-            self._ahead.append((row, loop.run_in_executor(self._preparer, job)))
+                # The task copies the context: the parser's log lines name the mail.
+                task = asyncio.create_task(self.preparer.prepare(raw, whole=row.origin is not None))
+            self._ahead.append((row, task))
 
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
         envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,

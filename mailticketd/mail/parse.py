@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import email.utils
@@ -55,6 +56,16 @@ class IncomingMail:
         """Return the first decoded value of header `name` (any case), or None."""
         values = self.headers.get(name.lower())
         return values[0] if values else None
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # Sent back from a parse process (inbox/prepare.py): a mapping proxy cannot be pickled, its dict can.
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        fields["headers"] = dict(self.headers)
+        return _unpickled, (fields,)
+
+
+def _unpickled(fields: dict[str, Any]) -> IncomingMail:
+    return IncomingMail(**(fields | {"headers": MappingProxyType(fields["headers"])}))
 
 
 _QUOTED_STRING_ESCAPES = str.maketrans({c: "\\" + c for c in '"()\\'})

@@ -66,10 +66,30 @@ def _parser_lines(lines: list[str]) -> list[tuple[int, str]]:
     return kept
 
 
+# mail-parser-reply splits a text only where its header patterns match (for our LANGUAGES): an attribution
+# line starting "On"/"Am"/"Le"/"Op" followed by a blank, a block of lines starting "From:"/"Von:"/"De :"/… or
+# "-----Original Message-----". Each match begins at the start of a line, after at most quote marks, stars,
+# blanks and (where the library removes an Outlook separator line) underscores or dashes. A text where no line
+# begins like that has no header for the library, whose patterns are costly: then it is not asked at all.
+_HEADER_WORDS = ("von|gesendet|an|betreff|datum|cc|organisation|from|sent|to|subject|date|organization"
+                 "|de |envoyé |à |objet |  |cc |van|verzonden|aan|onderwerp")
+_MAY_HAVE_HEADER = re.compile(
+    rf"^[>*_\- ]*(?:(?:on|am|le|op)\s|original message|(?:{_HEADER_WORDS}):)", re.MULTILINE | re.IGNORECASE
+)
+
+
+def may_have_header(text: str) -> bool:
+    """False only when mail-parser-reply would find no quote header in ``text`` (as given to the library)."""
+    return _MAY_HAVE_HEADER.search(text) is not None
+
+
 def _library_cut(lines: list[str]) -> int:
     """Index of the first line mail-parser-reply counts as quoted history."""
     kept = _parser_lines(lines)
-    message = _PARSER.read("\n".join(line for _, line in kept))
+    text = "\n".join(line for _, line in kept)
+    if not may_have_header(text):
+        return len(lines)  # what the library answers for a text without headers: one reply, all of it
+    message = _PARSER.read(text)
     if not message.replies:
         return len(lines)
     first = message.replies[0]

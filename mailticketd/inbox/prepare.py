@@ -1,0 +1,157 @@
+"""The CPU-bound part of processing a mail: parse it and cut the quoted history, off the event loop.
+
+Mails up to ``PROCESS_LIMIT`` bytes go to a small pool of worker processes (``[inbox] parse_processes``), so
+that parsing runs beside the daemon's interpreter lock rather than under it; bigger mails, and every mail when
+the pool size is 0, are prepared in one thread of the daemon's own process, so a big mail is never copied
+between processes. A pool process that dies (killed, out of memory) loses nothing: the pool is built again
+and the mail prepared again; a mail that kills it ``POOL_ATTEMPTS`` times in a row is a failed attempt, kept
+and retried like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import multiprocessing
+import os
+import select
+import signal
+import threading
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import partial
+
+import structlog
+
+from mailticketd.mail.parse import IncomingMail, parse_mail
+from mailticketd.mail.reply import new_text, visible_text
+
+log = structlog.get_logger("mailticketd.inbox")
+
+# Above this size the mail stays in the daemon's process (a thread): the same size past which the parser
+# reads a mail in chunks to bound its memory (mail/parse.py).
+PROCESS_LIMIT = 1 << 20
+POOL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class PreparedMail:
+    """What the CPU-bound part makes of the raw bytes, outside any database lock."""
+
+    mail: IncomingMail
+    visible_text: str
+    new_text: str
+
+
+def prepare(raw: bytes, whole: bool = False) -> PreparedMail:
+    """Parse once and cut the quoted history (``whole``: keep all, as for text typed into the web form)."""
+    mail = parse_mail(raw)
+    if whole:
+        text = mail.text.strip()
+        return PreparedMail(mail, text, text)
+    # The visible text is the new text, unless nothing looked new: then it falls back to the whole mail. The
+    # quote cutter is the dearest part of a mail's processing; it runs twice only for such mails.
+    new = new_text(mail.text)
+    return PreparedMail(mail, new or visible_text(mail.text), new)
+
+
+class PoolLost(RuntimeError):
+    """The parse process died on this mail every time it was tried."""
+
+
+def _start_worker(daemon: int) -> None:
+    """Set up a pool process: it lives exactly as long as the daemon ``daemon`` (a process id) needs it."""
+    # Ctrl-C (to the whole process group) is for the daemon: it closes the pool itself once the mail in hand is
+    # done. SIGTERM ends a pool process (the pool sends it to the others when one has died).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(daemon,), name="watch-daemon", daemon=True).start()
+
+
+def _exit_with(daemon: int) -> None:
+    """End this process when the daemon ends without closing the pool (kill -9, a crash): nothing else would."""
+    try:
+        handle = os.pidfd_open(daemon)
+    except ProcessLookupError:
+        os._exit(0)
+    except OSError:  # no pidfd (old kernel, a filter): look once a second
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(daemon, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+    select.select([handle], [], [])  # readable once the daemon has ended
+    os._exit(0)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # A fork server forks pool processes from a small clean process that has the parser imported: quick to
+    # start, and unlike fork, nothing of the daemon (sockets, locks, database) is inherited.
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class Preparer:
+    """Prepare mails in the pool of processes or, for big ones, in one thread; ``close`` ends both."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        # One thread, so big mails are parsed in order and never two at once beside the event loop.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-prepare")
+        self._pool: ProcessPoolExecutor | None = None
+        self.pools_built = 0
+        self.losses = 0  # mails whose pool process died under them (each parsed again)
+
+    def resize(self, processes: int) -> None:
+        """Use ``processes`` pool processes from the next mail on (after a reload)."""
+        if processes != self.processes:
+            self.processes = processes
+            self._drop_pool()
+
+    async def prepare(self, raw: bytes, *, whole: bool) -> PreparedMail:
+        loop = asyncio.get_running_loop()
+        if self.processes < 1 or len(raw) > PROCESS_LIMIT:
+            context = contextvars.copy_context()  # the parser's log lines name the mail
+            return await loop.run_in_executor(self._thread, partial(context.run, prepare, raw, whole))
+        for attempt in range(1, POOL_ATTEMPTS + 1):
+            pool = self._current_pool()
+            try:
+                return await loop.run_in_executor(pool, prepare, raw, whole)
+            except BrokenProcessPool:
+                self.losses += 1
+                log.warning("inbox.parse_process_lost", attempt=attempt, of=POOL_ATTEMPTS)
+                if pool is self._pool:  # the first mail to notice builds a new pool; the others use it
+                    self._drop_pool()
+        raise PoolLost(f"the parse process died {POOL_ATTEMPTS} times on this mail")
+
+    def _current_pool(self) -> Executor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=_context(),
+                                             initializer=_start_worker, initargs=(os.getpid(),))
+            self.pools_built += 1
+        return self._pool
+
+    def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:  # mails already handed to it still finish there (a broken one has failed them)
+            pool.shutdown(wait=False)
+
+    def process_ids(self) -> list[int]:
+        """The pool's processes now (for the operator's and the tests' eyes)."""
+        pool = self._pool
+        return [process.pid for process in (pool._processes or {}).values() if process.pid] if pool else []
+
+    async def close(self) -> None:
+        """Let the work in hand finish and end the pool's processes and the thread."""
+        pool, self._pool = self._pool, None
+        loop = asyncio.get_running_loop()
+        if pool is not None:
+            await loop.run_in_executor(None, partial(pool.shutdown, wait=True, cancel_futures=True))
+        await loop.run_in_executor(None, partial(self._thread.shutdown, wait=True, cancel_futures=True))
