@@ -16,6 +16,7 @@ from mailticketd.clock import utc_now
 from mailticketd.config import Config, load_config
 from mailticketd.daemon_lock import DatabaseLock
 from mailticketd.health import health_report
+from mailticketd.heartbeat import Heartbeat
 from mailticketd.inbox.worker import InboxWorker
 from mailticketd.metrics import Metrics
 from mailticketd.outbox.failures import failure_reporter
@@ -75,6 +76,7 @@ class Daemon:
         self.web = build_web_server(config, self.db, self.services.mailer, parts.pages, on_queued=self.delivery.wake,
                                     on_stored=self.worker.wake)
         self.web.operations = Operations(self.health, self.metrics.render)
+        self.heartbeat = Heartbeat(self.db)  # the daemons table: `mailticketd status` lists every daemon
         self._smtp: SmtpListener | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -100,6 +102,7 @@ class Daemon:
             await self.db.open()
             self._smtp = await start_smtp_server(self.handler)
             await self.web.start()
+            await self.heartbeat.start()
         except BaseException:
             if self._smtp is not None:
                 await self._smtp.close(0)
@@ -125,6 +128,7 @@ class Daemon:
         self.delivery.stop()
         await asyncio.gather(*self._tasks)
         self._tasks = []
+        await self.heartbeat.stop()
         await self.db.close()
         if self.lock is not None:
             self.lock.release()

@@ -159,6 +159,7 @@ class OutboundConfig:
     max_retry_delay: float
     max_lifetime: float
     poll_interval: float
+    send_lease: float  # seconds a mail being sent is leased; a dead daemon's mail waits this long (PostgreSQL)
 
     @property
     def relay_host(self) -> str:
@@ -323,7 +324,7 @@ def _build(v: dict[str, dict[str, Any]], source: str, base: Path) -> Config:
                          ("smtp", "spool_threshold"), ("http", "max_connections")):
         if v[section][key] < 1:
             raise fail(f"[{section}] {key}", f"must be at least 1, got {v[section][key]!r}")
-    for section, key in (("inbox", "claim_lease"), ("smtp", "idle_timeout"), ("smtp", "busy_idle_timeout"), ("smtp", "max_session_time"),
+    for section, key in (("inbox", "claim_lease"), ("outbound", "send_lease"), ("smtp", "idle_timeout"), ("smtp", "busy_idle_timeout"), ("smtp", "max_session_time"),
                          ("http", "header_timeout")):
         if v[section][key] <= 0:
             raise fail(f"[{section}] {key}", f"must be more than 0 seconds, got {v[section][key]!r}")

@@ -9,14 +9,18 @@ and at the end the promises are checked:
   once its row is done, and at the end every row is done (never two
   articles, whichever moment the kill hit);
 - no mail is an article twice, and no article appears that nobody sent;
-- ``PRAGMA integrity_check`` says ``ok``;
+- ``PRAGMA integrity_check`` says ``ok`` (SQLite), and no ticket number is handed out twice;
 - every outgoing mail marked sent is in the maildir, and a mail delivered
   twice (same Message-ID to the same recipient) happens at most once per
   kill (only a send in flight at the kill can repeat).
+
+The database is read through ``snapshot``, from an SQLite file (a ``Path``) or a PostgreSQL URL (a ``str``), so
+``tests/crash_shared.py`` checks three daemons on one PostgreSQL with the same promises.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 import random
@@ -27,6 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import SUPPORT, make_mail
 from tests.process import DaemonProcess, write_config
@@ -47,6 +52,7 @@ class Load:
 
     port: int
     connections: int
+    ports: tuple[int, ...] = ()  # several daemons: client i sends to ports[i % len(ports)]
     sent: set[str] = field(default_factory=set)  # every Message-ID whose DATA was started
     accepted: set[str] = field(default_factory=set)  # Message-IDs answered 250
     refused: Counter[str] = field(default_factory=Counter)  # other answers and broken connections
@@ -73,7 +79,8 @@ class Load:
         number = 0
         while not self._stop.is_set():
             try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=20) as client:
+                port = self.ports[index % len(self.ports)] if self.ports else self.port
+                with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
                     while not self._stop.is_set():
                         number += 1
                         self._send_one(client, index, number)
@@ -106,11 +113,10 @@ class Report:
     restart_seconds: list[float] = field(default_factory=list)
     checks: int = 0
 
-    def line(self, load: Load, database: Path, maildir: Path, elapsed: float) -> str:
+    def line(self, load: Load, database: Path | str, maildir: Path, elapsed: float) -> str:
         outgoing = maildir_deliveries(maildir)
         duplicates = sum(count - 1 for count in outgoing.values())
-        with sqlite3.connect(database) as conn:
-            articles = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
+        articles = snapshot(database).articles_total
         refused = ", ".join(f"{name} {count}" for name, count in sorted(load.refused.items())) or "none"
         return (f"kills: {self.kills} ({self.kills_with_work_in_flight} with mail waiting in inbox or outbox), "
                 f"checks passed: {self.checks}\n"
@@ -135,16 +141,71 @@ def maildir_deliveries(maildir: Path) -> Counter[tuple[str, str]]:
     return found
 
 
-def check(database: Path, maildir: Path, load: Load, accepted: set[str], kills: int, *, final: bool) -> None:
+@dataclass
+class Snapshot:
+    """What the checks read of the database, in one consistent read."""
+
+    integrity: list[tuple[Any, ...]]  # SQLite's integrity_check; [("ok",)] on PostgreSQL (the server keeps it)
+    inbox: Counter[str]  # Message-ID → inbox rows
+    articles: Counter[str]  # Message-ID → articles of kind mail
+    statuses: dict[str, int]
+    done: set[str]
+    outbox: list[tuple[str, str, str]]  # message_id, rcpt_to, status
+    numbers_twice: list[int]  # ticket numbers held by more than one ticket
+    articles_total: int
+    waiting: tuple[int, int]  # pending inbox rows, queued outbox rows
+
+
+_QUERIES = {
+    "inbox": "SELECT message_id FROM inbox",
+    "articles": "SELECT message_id FROM articles WHERE kind = 'mail'",
+    "statuses": "SELECT status, count(*) FROM inbox GROUP BY status",
+    "done": "SELECT message_id FROM inbox WHERE status = 'done'",
+    "outbox": "SELECT message_id, rcpt_to, status FROM outbox",
+    "numbers_twice": "SELECT number FROM tickets GROUP BY number HAVING count(*) > 1",
+    "articles_total": "SELECT count(*) FROM articles",
+    "pending": "SELECT count(*) FROM inbox WHERE status = 'pending'",
+    "queued": "SELECT count(*) FROM outbox WHERE status = 'queued'",
+}
+
+
+def snapshot(database: Path | str) -> Snapshot:
+    """One consistent read of an SQLite file (``Path``) or a PostgreSQL database (URL)."""
+    if isinstance(database, Path):
+        with sqlite3.connect(database, timeout=30) as conn:
+            integrity = conn.execute("PRAGMA integrity_check").fetchall()
+            conn.execute("BEGIN")  # one snapshot for all reads: the restarted daemon commits meanwhile
+            rows = {name: [tuple(row) for row in conn.execute(sql).fetchall()] for name, sql in _QUERIES.items()}
+    else:
+        integrity = [("ok",)]
+        rows = asyncio.run(_postgres_rows(database))
+    return Snapshot(
+        integrity=integrity, inbox=Counter(row[0] for row in rows["inbox"]),
+        articles=Counter(row[0] for row in rows["articles"]),
+        statuses={str(row[0]): int(row[1]) for row in rows["statuses"]}, done={row[0] for row in rows["done"]},
+        outbox=[(str(row[0]), str(row[1]), str(row[2])) for row in rows["outbox"]],
+        numbers_twice=[int(row[0]) for row in rows["numbers_twice"]], articles_total=int(rows["articles_total"][0][0]),
+        waiting=(int(rows["pending"][0][0]), int(rows["queued"][0][0])),
+    )
+
+
+async def _postgres_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            return {name: [tuple(row) for row in await conn.fetch(sql)] for name, sql in _QUERIES.items()}
+    finally:
+        await conn.close()
+
+
+def check(database: Path | str, maildir: Path, load: Load, accepted: set[str], kills: int, *, final: bool) -> None:
     """The promises; ``final`` once everything is processed and sent."""
-    with sqlite3.connect(database, timeout=30) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        conn.execute("BEGIN")  # one snapshot for all reads: the restarted daemon commits meanwhile
-        inbox = Counter(row[0] for row in conn.execute("SELECT message_id FROM inbox"))
-        articles = Counter(row[0] for row in conn.execute("SELECT message_id FROM articles WHERE kind = 'mail'"))
-        statuses = dict(conn.execute("SELECT status, count(*) FROM inbox GROUP BY status").fetchall())
-        done = {row[0] for row in conn.execute("SELECT message_id FROM inbox WHERE status = 'done'")}
-        outbox = conn.execute("SELECT message_id, rcpt_to, status FROM outbox").fetchall()
+    found = snapshot(database)
+    assert found.integrity == [("ok",)], found.integrity
+    assert not found.numbers_twice, f"ticket numbers handed out twice: {found.numbers_twice}"
+    inbox, articles, statuses, done, outbox = found.inbox, found.articles, found.statuses, found.done, found.outbox
     lost = accepted - set(inbox)
     assert not lost, f"{len(lost)} mails answered 250 are not in the inbox: {sorted(lost)[:5]}"
     twice = {mid: (inbox[mid], articles[mid]) for mid in inbox | articles if inbox[mid] > 1 or articles[mid] > 1}
@@ -166,7 +227,7 @@ def check(database: Path, maildir: Path, load: Load, accepted: set[str], kills: 
     assert not undelivered, f"outgoing mail not delivered: {undelivered[:5]}"
 
 
-def wait_until_quiet(database: Path, timeout: float) -> None:
+def wait_until_quiet(database: Path | str, timeout: float) -> None:
     """Until nothing waits in inbox or outbox."""
     deadline = time.monotonic() + timeout
     waiting: tuple[int, int] = (-1, -1)
@@ -178,11 +239,8 @@ def wait_until_quiet(database: Path, timeout: float) -> None:
     raise AssertionError(f"still waiting after {timeout}s (inbox, outbox): {waiting}")
 
 
-def work_in_flight(database: Path) -> tuple[int, int]:
-    with sqlite3.connect(database, timeout=30) as conn:
-        inbox = conn.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone()[0]
-        outbox = conn.execute("SELECT count(*) FROM outbox WHERE status = 'queued'").fetchone()[0]
-    return int(inbox), int(outbox)
+def work_in_flight(database: Path | str) -> tuple[int, int]:
+    return snapshot(database).waiting
 
 
 def crash_loop(folder: Path, *, kills: int, connections: int = 3, seed: int | None = None,

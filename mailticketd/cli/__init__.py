@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from mailticketd import __version__
-from mailticketd.cli import directory, ops, tickets
+from mailticketd.cli import directory, move, ops, tickets
 from mailticketd.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, CommandError, Handler, require_database
 from mailticketd.cli.ownership import hand_over
 from mailticketd.config import Config, ConfigError, config_path, load_config
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="print JSON for scripts")
-    for module in (ops, tickets, directory):
+    for module in (ops, move, tickets, directory):
         _HANDLERS.update(module.add_parsers(commands, json_flag))
     _finish_subcommands(parser)
     return parser
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mailticketd: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     standalone = ops.run_standalone(args, config)
+    if standalone is None:
+        standalone = move.run_standalone(args, config)
     if standalone is not None:
         return standalone
     try:

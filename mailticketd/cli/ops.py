@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shlex
 import sys
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ from mailticketd.cli.production import production_warnings
 from mailticketd.clock import iso, utc_now
 from mailticketd.config import Config, config_path
 from mailticketd.storage import Database, SchemaTooNew, database_for
+from mailticketd.storage.daemons import DaemonRepository
 
 # Nagios plugin exit codes: `status` doubles as a monitoring check.
 STATUS_OK, STATUS_WARNING, STATUS_CRITICAL = 0, 1, 2
@@ -55,7 +57,22 @@ def run_standalone(args: argparse.Namespace, config: Config) -> int | None:
         return _migrate(args, config)
     if args.command == "status":
         return _status(args, config)
+    if args.command == "backup" and config.storage.shared:
+        return _pg_dump_advice(args, config)
     return None
+
+
+def _pg_dump_advice(args: argparse.Namespace, config: Config) -> int:
+    """PostgreSQL is backed up with its own tool: the exact command for the configured database; exit 1."""
+    password = ""
+    if config.storage.password_file is not None:
+        password = f"PGPASSWORD=\"$(head -n 1 {shlex.quote(str(config.storage.password_file))})\" "
+    command = (f"{password}pg_dump --format=custom --file {shlex.quote(str(args.file))} "
+               f"{shlex.quote(config.storage.url)}")
+    print(f"mailticketd: backup copies an SQLite database; this desk is on PostgreSQL "
+          f"({config.storage.url}), which is backed up with pg_dump while the daemons run "
+          f"(restore with pg_restore into an empty database):\n{command}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _serve(config: Config, config_file: Path | None) -> int:
@@ -156,7 +173,10 @@ def _status(args: argparse.Namespace, config: Config) -> int:
             return {"ok": False, "checked_at": iso(utc_now()),
                     "database": {"ok": False, "error": f"no database at {config.storage.database}"}}
         async with database_for(config.storage) as db:
-            return await health_report(db, utc_now(), config.health.stuck_after)
+            found = await health_report(db, utc_now(), config.health.stuck_after)
+            if found["database"]["ok"]:
+                found["daemons"] = await daemons_on(db)
+            return found
 
     try:
         result = asyncio.run(report())
@@ -168,6 +188,15 @@ def _status(args: argparse.Namespace, config: Config) -> int:
     result["state"], result["reasons"] = _STATE_NAMES[state].lower(), reasons
     emit(args, result, lambda: _status_text(result, state, reasons))
     return state
+
+
+async def daemons_on(db: Database) -> list[dict[str, Any]]:
+    """Every daemon that has worked on the database lately: host, pid, version, started_at, last_seen, state."""
+    now = utc_now()
+    async with db.read() as store:
+        rows = await DaemonRepository(store.conn).list()
+    return [{"host": row.host, "pid": row.pid, "version": row.version, "started_at": row.started_at,
+             "last_seen": row.last_seen, "state": row.state(now)} for row in rows]
 
 
 def _nagios_state(report: dict[str, Any]) -> tuple[int, list[str]]:
@@ -216,12 +245,18 @@ def _status_text(report: dict[str, Any], state: int, reasons: list[str]) -> str:
     else:
         inbox, outbox = report["inbox"], report["outbox"]
         lines += [
-            "database: OK",
+            f"database: OK ({report['database']['backend']}, {report['database']['latency_ms']} ms, "
+            f"schema version {report['database']['schema_version']})",
             f"inbox: {'OK' if inbox['ok'] else 'STUCK'}: {inbox['pending']} pending, {inbox['failed']} failed, "
             f"oldest waiting {inbox['oldest_waiting_seconds']} s",
             f"outbox: {'OK' if outbox['ok'] else 'STUCK'}: {outbox['queued']} queued, {outbox['failed']} failed, "
             f"{outbox['sent']} sent, oldest waiting {outbox['oldest_waiting_seconds']} s",
         ]
+    if "daemons" in report:
+        running = sum(1 for row in report["daemons"] if row["state"] == "running")
+        lines.append(f"daemons on the database: {running} running, {len(report['daemons'])} listed")
+        lines += [f"  {row['host']} pid {row['pid']} version {row['version']}: {row['state']}, started "
+                  f"{row['started_at']}, last seen {row['last_seen']}" for row in report["daemons"]]
     daemon = report["daemon"]
     if not daemon["reachable"]:
         lines.append(f"daemon: not reachable at {daemon['url']} ({daemon['error']})")

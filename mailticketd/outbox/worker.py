@@ -33,10 +33,6 @@ log = structlog.get_logger("mailticketd.outbox")
 
 OnFailed = Callable[[OutboxRow, str], Awaitable[None]]
 
-# How long a claimed row is nobody else's to send: far longer than any send takes.
-LEASE = timedelta(minutes=15)
-
-
 @dataclass(frozen=True)
 class Stopped:
     """Why the worker sends nothing: the database cannot be written."""
@@ -119,7 +115,7 @@ class DeliveryWorker(QueueWorker):
                     await store.outbox.release_leases()
                 for outbox_id, sent_at in self._unrecorded.items():
                     await store.outbox.mark_sent(outbox_id, now=sent_at)
-                row = await store.outbox.claim_next(now, now + LEASE)
+                row = await store.outbox.claim_next(now, now + timedelta(seconds=self.config.outbound.send_lease))
         except Exception as error:
             self._stop(error)
             return None
