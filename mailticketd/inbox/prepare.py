@@ -23,7 +23,6 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
 
 import structlog
 
@@ -35,7 +34,6 @@ log = structlog.get_logger("mailticketd.inbox")
 # Above this size the mail stays in the daemon's process (a thread): the same size past which the parser
 # reads a mail in chunks to bound its memory (mail/parse.py).
 PROCESS_LIMIT = 1 << 20
-T = TypeVar("T")
 POOL_ATTEMPTS = 3
 
 
@@ -112,8 +110,6 @@ class Preparer:
         self._pool: ProcessPoolExecutor | None = None
         self.pools_built = 0
         self.losses = 0  # mails whose pool process died under them (each parsed again)
-        self.parsed_in_pool = 0
-        self._closed = False
 
     def resize(self, processes: int) -> None:
         """Use ``processes`` pool processes from the next mail on (after a reload)."""
@@ -130,33 +126,13 @@ class Preparer:
         for attempt in range(1, POOL_ATTEMPTS + 1):
             pool = self._current_pool()
             try:
-                prepared = await loop.run_in_executor(pool, prepare, raw, whole)
+                return await loop.run_in_executor(pool, prepare, raw, whole)
             except BrokenProcessPool:
                 self.losses += 1
                 log.warning("inbox.parse_process_lost", attempt=attempt, of=POOL_ATTEMPTS)
                 if pool is self._pool:  # the first mail to notice builds a new pool; the others use it
                     self._drop_pool()
-                continue
-            self.parsed_in_pool += 1
-            return prepared
         raise PoolLost(f"the parse process died {POOL_ATTEMPTS} times on this mail")
-
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(*args)`` (module-level, its arguments picklable) in a pool process, or in a thread of this
-        process when there is no pool (size 0, or closed); a pool that dies under it is built again."""
-        if self.processes < 1 or self._closed:
-            return await asyncio.to_thread(function, *args)
-        loop = asyncio.get_running_loop()
-        for attempt in range(1, POOL_ATTEMPTS + 1):
-            pool = self._current_pool()
-            try:
-                return await loop.run_in_executor(pool, partial(function, *args))
-            except BrokenProcessPool:
-                self.losses += 1
-                log.warning("inbox.pool_process_lost", attempt=attempt, of=POOL_ATTEMPTS)
-                if pool is self._pool:
-                    self._drop_pool()
-        raise PoolLost(f"the pool process died {POOL_ATTEMPTS} times on this work")
 
     def _current_pool(self) -> Executor:
         if self._pool is None:
@@ -177,7 +153,6 @@ class Preparer:
 
     async def close(self) -> None:
         """Let the work in hand finish and end the pool's processes and the thread."""
-        self._closed = True  # from now on ``run`` uses a thread: the mailer outlives the inbox worker
         pool, self._pool = self._pool, None
         loop = asyncio.get_running_loop()
         if pool is not None:

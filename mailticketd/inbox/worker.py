@@ -44,6 +44,7 @@ class InboxWorker(QueueWorker):
         self.db = db
         self.config = config
         self.pipeline = pipeline
+        self.services = services
         self.on_committed = on_committed
         self.metrics = metrics or Metrics()
         self.clock = clock
@@ -53,18 +54,7 @@ class InboxWorker(QueueWorker):
         self._ahead: deque[tuple[InboxRow, asyncio.Task[PreparedMail]]] = deque()
         self._taken: set[int] = set()  # rows handed out and not finished: never read ahead a second time
         self._reading = asyncio.Lock()
-        self.services = services
         super().__init__()
-
-    @property
-    def services(self) -> Services:
-        return self._services
-
-    @services.setter
-    def services(self, services: Services) -> None:
-        """Use ``services`` (also after a reload); their mailer writes its letters in the parse processes."""
-        self._services = services
-        services.mailer.offload = self.preparer.run
 
     @property
     def poll_interval(self) -> float:

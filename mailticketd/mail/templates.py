@@ -88,7 +88,6 @@ class Templates:
 
     def __init__(self, folder: Path, organisation_name: str = "") -> None:
         self.folder = folder
-        self.organisation_name = organisation_name
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,

@@ -14,11 +14,10 @@ so it leaves only if the change that caused it is committed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache, partial
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import structlog
@@ -39,13 +38,6 @@ _REFERENCES = 10
 
 # Context fields that hold a secret (a link with a token): the outbox keeps them only until the mail is sent.
 SECRET_FIELDS = frozenset({"verification_url"})
-
-# Runs a CPU-bound function with its arguments away from the event loop: a worker process where there is one.
-Offload = Callable[..., Awaitable[Any]]
-
-# A letter quoting more text than this is written in this process's thread: a big mail is never copied to another
-# process (the limit is far below the one for parsing in the pool, as a letter carries more than its text).
-OFFLOAD_LIMIT = 256 << 10
 
 AUTO_REPLIED = "auto-replied"
 AUTO_GENERATED = "auto-generated"
@@ -71,14 +63,39 @@ class Mailer:
         self.config = config
         self.templates = templates
         self.signer = signer
-        # Where letters are rendered and composed: a thread of this process unless the inbox worker lends its
-        # parse processes (``write_letter_in`` there), which keeps that CPU beside this process's interpreter lock.
-        self.offload: Offload | None = None
 
     def ticket_context(self, ticket: Ticket, organisation: str | None) -> dict[str, Any]:
         """What templates may say about a ticket."""
         return {"number": ticket.number, "tag": self.tag(ticket), "subject": ticket.subject,
                 "organisation": organisation, "status": ticket.status}
+
+    def _named(self, letter: Letter) -> dict[str, Any]:
+        """The letter's context with a ticket without subject named in the reader's language."""
+        ticket = letter.context.get("ticket")
+        if not isinstance(ticket, dict) or ticket.get("subject"):
+            return letter.context
+        placeholder = self.templates.render("no_subject", letter.language).subject
+        return letter.context | {"ticket": ticket | {"subject": placeholder}}
+
+    def _render(self, letter: Letter) -> tuple[Rendered, str | None]:
+        """The letter, and its body without secrets to keep once it is sent (None when it holds none)."""
+        context = self._named(letter)
+        rendered = self.templates.render(letter.template, letter.language, **context)
+        secrets = {key: _without_token(str(value)) for key, value in context.items()
+                   if key in SECRET_FIELDS and value}
+        if not secrets:
+            return rendered, None
+        return rendered, self.templates.render(letter.template, letter.language, **(context | secrets)).body
+
+    def _write(self, letter: Letter, build: Callable[..., Outgoing],
+               tag: str | None) -> tuple[Outgoing, Outgoing | None]:
+        """The composed mail, and its copy without secrets (None when it holds none); runs in a worker thread."""
+        rendered, kept_body = self._render(letter)
+        subject = rendered.subject
+        if tag is not None and tag.lower() not in subject.lower():
+            subject = f"{tag} {subject}"
+        outgoing = build(subject=subject, body=rendered.body)
+        return outgoing, build(subject=subject, body=kept_body) if kept_body is not None else None
 
     def tag(self, ticket: Ticket) -> str:
         return format_tag(self.config.mail.tag_prefix, ticket.number)
@@ -113,12 +130,7 @@ class Mailer:
         )
         # Rendering and composing cost time that grows with what a sender wrote: not on the event loop, and in one
         # hop to the thread.
-        tag = self.tag(ticket) if ticket else None
-        if self.offload is not None and _weight(letter.context) <= OFFLOAD_LIMIT:
-            outgoing, kept = await self.offload(write_letter_in, self.templates.folder,
-                                                self.templates.organisation_name, letter, build, tag)
-        else:
-            outgoing, kept = await asyncio.to_thread(write_letter, self.templates, letter, build, tag)
+        outgoing, kept = await asyncio.to_thread(self._write, letter, build, self.tag(ticket) if ticket else None)
         await store.outbox.enqueue(
             ticket_id=ticket.id if ticket else None, kind=letter.kind, mail_from=mail.support_address,
             rcpt_to=letter.to, message_id=message_id, raw=outgoing.raw, raw_after_send=kept.raw if kept else None,
@@ -132,56 +144,3 @@ class Mailer:
 def _without_token(url: str) -> str:
     """``https://desk/verify/TOKEN`` as ``https://desk/verify/…``: staff still see which link was sent."""
     return url.rpartition("/")[0] + "/…"
-
-
-def _named(templates: Templates, letter: Letter) -> dict[str, Any]:
-    """The letter's context with a ticket without subject named in the reader's language."""
-    ticket = letter.context.get("ticket")
-    if not isinstance(ticket, dict) or ticket.get("subject"):
-        return letter.context
-    placeholder = templates.render("no_subject", letter.language).subject
-    return letter.context | {"ticket": ticket | {"subject": placeholder}}
-
-
-def _render(templates: Templates, letter: Letter) -> tuple[Rendered, str | None]:
-    """The letter, and its body without secrets to keep once it is sent (None when it holds none)."""
-    context = _named(templates, letter)
-    rendered = templates.render(letter.template, letter.language, **context)
-    secrets = {key: _without_token(str(value)) for key, value in context.items()
-               if key in SECRET_FIELDS and value}
-    if not secrets:
-        return rendered, None
-    return rendered, templates.render(letter.template, letter.language, **(context | secrets)).body
-
-
-def write_letter(templates: Templates, letter: Letter, build: Callable[..., Outgoing],
-                 tag: str | None) -> tuple[Outgoing, Outgoing | None]:
-    """The composed mail, and its copy without secrets (None when it holds none); never on the event loop."""
-    rendered, kept_body = _render(templates, letter)
-    subject = rendered.subject
-    if tag is not None and tag.lower() not in subject.lower():
-        subject = f"{tag} {subject}"
-    outgoing = build(subject=subject, body=rendered.body)
-    return outgoing, build(subject=subject, body=kept_body) if kept_body is not None else None
-
-
-@lru_cache(maxsize=4)
-def _templates(folder: Path, organisation_name: str) -> Templates:
-    return Templates(folder, organisation_name)  # a changed template file is read again (jinja2's auto_reload)
-
-
-def write_letter_in(folder: Path, organisation_name: str, letter: Letter, build: Callable[..., Outgoing],
-                    tag: str | None) -> tuple[Outgoing, Outgoing | None]:
-    """``write_letter`` in another process (a parse process): the templates of ``folder``, loaded once there."""
-    return write_letter(_templates(folder, organisation_name), letter, build, tag)
-
-
-def _weight(value: object) -> int:
-    """About how many characters a letter's context carries (its strings, nested in dicts and lists)."""
-    if isinstance(value, str | bytes):
-        return len(value)
-    if isinstance(value, dict):
-        return sum(_weight(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return sum(_weight(item) for item in value)
-    return 8
