@@ -82,11 +82,15 @@ def setup_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None 
     else:
         final = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
 
+    # Loggers are cached on first use (one mail's log lines no longer rebuild them); a cached logger holds the
+    # configured list of processors itself, so a second call changes that list in place rather than replacing it.
+    processors = structlog.get_config()["processors"]
+    processors[:] = [*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=processors,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

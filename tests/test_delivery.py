@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import shutil
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -100,6 +101,23 @@ async def test_maildir_writes_one_file_per_recipient(tmp_path: Path) -> None:
         parsed = email.message_from_bytes(content, policy=email.policy.default)
         assert parsed["Delivered-To"] == rcpt
         assert parsed.get_content().replace("\r\n", "\n") == "Erste Zeile.\n.Punkt am Anfang.\n"
+
+
+async def test_a_maildir_removed_while_running_is_made_again_for_the_next_mail(tmp_path: Path) -> None:
+    """When somebody removes the maildir between two mails, the second is still delivered at its first try."""
+    config = make_config(tmp_path)
+    maildir = config.outbound.maildir
+    async with database_for(config.storage) as db:
+        worker = DeliveryWorker(db, config, make_transport(config.outbound))
+        await enqueue(db, "anna@customer.example")
+        assert await worker.drain() == 1
+        shutil.rmtree(maildir)
+        await enqueue(db, "bert@customer.example")
+        assert await worker.drain() == 1
+        async with db.read() as store:
+            assert await store.outbox.counts() == {"queued": 0, "sent": 2, "failed": 0}
+    [content] = [path.read_bytes() for path in (maildir / "new").iterdir()]
+    assert content.startswith(b"Delivered-To: bert@customer.example\r\n")
 
 
 class DiesAfterSend:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from mailticketd.app import Daemon
@@ -130,3 +131,20 @@ def test_missing_or_broken_template_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "en" / "status.txt").write_text("{% block subject %}{{ broken {% endblock %}", encoding="utf-8")
     with pytest.raises(TemplateError, match="en/status.txt"):
         Templates(tmp_path).check()
+
+
+async def test_the_first_mails_of_a_new_ticket_share_its_outlook_conversation(tmp_path: Path) -> None:
+    """The operator notice and the acknowledgement of a new ticket carry Thread-Index children of the one base the
+    ticket keeps, so Outlook files them, and every later mail of the ticket, in one conversation."""
+    async with desk(tmp_path) as (daemon, sink):
+        await add_org(daemon, {"joerg@kunde.example": ("user", "de")}, primary="")
+        await deliver(daemon, make_mail("joerg@kunde.example", subject="de-fr-srv-0815 steht"))
+        [ack] = await mails_to(sink, 1, where=to("joerg@kunde.example"))
+        [notice] = await mails_to(sink, 1, where=to(OPERATOR))
+        async with daemon.db.read() as store:
+            stored = await store.tickets.by_number(10000)
+        assert stored is not None and stored.thread_index
+        base = base64.b64decode(stored.thread_index)[:22]
+        for mail in (ack, notice):
+            index = base64.b64decode(str(parsed(mail)["Thread-Index"]))
+            assert index[:22] == base and len(index) == 27

@@ -219,7 +219,7 @@ def _encoded_words(text: str, used: int) -> str:
     size = 0
     room = min(_WORD_ROOM, _LINE - used - len(_WORD_PREFIX) - len(_WORD_SUFFIX))
     for char in text:
-        encoded = "".join(_Q[byte] for byte in char.encode("utf-8"))
+        encoded = _Q_CHARS.get(char) or _q_char(char)
         if current and size + len(encoded) > room:
             words.append(_WORD_PREFIX + "".join(current) + _WORD_SUFFIX)
             current, size, room = [], 0, _WORD_ROOM
@@ -227,6 +227,17 @@ def _encoded_words(text: str, used: int) -> str:
         size += len(encoded)
     words.append(_WORD_PREFIX + "".join(current) + _WORD_SUFFIX)
     return "\r\n ".join(words)
+
+
+# Each character's encoded form, worked out once (the letters of a desk repeat the same few hundred characters).
+_Q_CHARS: dict[str, str] = {}
+
+
+def _q_char(char: str) -> str:
+    encoded = "".join(_Q[byte] for byte in char.encode("utf-8"))
+    if len(_Q_CHARS) < 4096:  # a cap: what an attacker writes into a subject never grows it without end
+        _Q_CHARS[char] = encoded
+    return encoded
 
 
 def _with_email_package(*, sender_name: str, sender: str, to: str, to_name: str, subject: str, body: str,

@@ -82,10 +82,16 @@ class OutboxRepository:
 
     async def claim_next(self, now: datetime, lease_until: datetime) -> OutboxRow | None:
         """``next_due``, leased until ``lease_until``: nobody sends it again before then (call in a transaction)."""
-        row = await self.next_due(now)
-        if row is not None:
-            await self.conn.execute("UPDATE outbox SET leased_until = ? WHERE id = ?", (iso(lease_until), row.id))
-        return row
+        moment = iso(now)
+        # One statement: the oldest due row, leased and read back.
+        async with self.conn.execute(
+            f"UPDATE outbox SET leased_until = ? WHERE id = (SELECT id FROM outbox WHERE status = 'queued'"
+            " AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id"
+            f" LIMIT 1{self.conn.dialect.skip_locked}) RETURNING {_COLUMNS}, raw",
+            (iso(lease_until), moment, moment),
+        ) as cursor:
+            values = await cursor.fetchone()
+        return _row(values, bytes(values[12])) if values else None
 
     async def release_leases(self) -> int:
         """End every lease: at start, when no other sender can hold one (SQLite has one daemon).  Where several

@@ -95,3 +95,15 @@ def test_unusual_addresses_and_ids_still_make_a_valid_mail() -> None:
     message = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)
     assert message["To"].addresses[0].username == "jörg"
     assert message["Subject"] == "Grüße"
+
+
+def test_subjects_in_thousands_of_different_characters_read_back_unchanged() -> None:
+    """Subjects of 5,000 different characters (more than the encoder keeps worked out) read back as written."""
+    characters = [chr(code) for code in range(0xA0, 0x3000) if chr(code).isprintable()][:5000]
+    for start in range(0, len(characters), 100):
+        subject = "Prüfung " + "".join(characters[start:start + 100])
+        outgoing = compose(sender_name="Support", sender="support@example.net", to="kunde@customer.example",
+                           subject=subject, body="Hallo.\n", now=datetime(2024, 1, 1, tzinfo=timezone.utc),
+                           message_id="a@example.net", loop="support@example.net")
+        message = email.message_from_bytes(outgoing.raw, policy=email.policy.default)
+        assert "".join(str(message["Subject"]).split()) == "".join(subject.split())

@@ -13,6 +13,7 @@ they are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import os
@@ -31,6 +32,8 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._folder = os.fspath(path)
+        self._made = False  # tmp/, new/ and cur/ exist
         self._counter = itertools.count(1)
         # Maildir names must not contain '/' or ':' (the latter starts the flags part).
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
@@ -63,10 +66,22 @@ class MaildirTransport:
                 f"R{secrets.token_hex(4)}.{self._host}")
 
     def _deliver(self, name: str, content: bytes) -> None:
+        if not self._made:
+            self._make_folders()
+        try:
+            self._write(name, content)
+        except FileNotFoundError:  # somebody removed the maildir or a folder of it: made again, at once
+            self._make_folders()
+            self._write(name, content)
+
+    def _make_folders(self) -> None:
         for sub in _SUBFOLDERS:
             (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = self.path / "tmp" / name
-        final = self.path / "new" / name
+        self._made = True
+
+    def _write(self, name: str, content: bytes) -> None:
+        temporary = os.path.join(self._folder, "tmp", name)
+        final = os.path.join(self._folder, "new", name)
         # Truncate, not exclusive: a file of the same name is this delivery's own, left by a crash.
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
@@ -76,9 +91,10 @@ class MaildirTransport:
                 os.fsync(handle.fileno())
             os.rename(temporary, final)
         except BaseException:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
             raise
-        _sync_directory(self.path / "new")
+        _sync_directory(os.path.join(self._folder, "new"))
 
 
 def _envelope_headers(mail_from: str, rcpt_to: str, raw: bytes) -> bytes:
@@ -89,7 +105,7 @@ def _envelope_headers(mail_from: str, rcpt_to: str, raw: bytes) -> bytes:
             + b"Return-Path: <" + mail_from.encode("utf-8") + b">" + newline)
 
 
-def _sync_directory(path: Path) -> None:
+def _sync_directory(path: str) -> None:
     """Make the rename itself durable."""
     fd = os.open(path, os.O_RDONLY)
     try:

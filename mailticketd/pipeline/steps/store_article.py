@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from mailticketd.directory.policy import author_status
 from mailticketd.mail.outlook import new_thread_index
@@ -33,6 +34,8 @@ class StoreArticle:
             )
             thread_index = ctx.mail.header("thread-index") or new_thread_index(ctx.now)
             await store.tickets.set_thread_index(ctx.ticket.id, thread_index)
+            # The letters of this mail continue that conversation (and need not store an index of their own).
+            ctx.ticket = replace(ctx.ticket, thread_index=thread_index)
             if _FORWARD.match(ctx.mail.subject) and ctx.mail.text.strip():
                 ctx.visible_text = ctx.mail.text.strip()
         elif ctx.kind == "mail" and not ctx.operator and (ctx.reopen or ctx.ticket.status == "pending"):
