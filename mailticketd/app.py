@@ -162,13 +162,15 @@ class Daemon:
 async def serve(config: Config, config_file: Path | None = None) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_file`` and the templates."""
     daemon = Daemon(config)
+    # Before the listeners open: a SIGTERM that comes as soon as the port answers (a quick "systemctl stop")
+    # still stops the daemon cleanly, once it has started, instead of killing it half-way.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
     await daemon.start()
     watchdog: asyncio.Task[None] | None = None
     try:  # from here on, whatever fails (e.g. an unreachable NOTIFY_SOCKET) closes the listeners first
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: _reload(daemon, config_file))
         notify("READY=1")
         watchdog = asyncio.create_task(_watchdog(daemon), name="watchdog")
