@@ -243,6 +243,23 @@ def work_in_flight(database: Path | str) -> tuple[int, int]:
     return snapshot(database).waiting
 
 
+def kill_and_check(daemon: DaemonProcess, database: Path | str, maildir: Path, load: Load, report: Report,
+                   say: object, label: str = "") -> None:
+    """One round: SIGKILL ``daemon``, start it again and check every promise on what was accepted so far."""
+    daemon.kill()
+    report.kills += 1
+    if work_in_flight(database) != (0, 0):
+        report.kills_with_work_in_flight += 1
+    accepted = load.snapshot()
+    restarted = time.monotonic()
+    daemon.start()
+    report.restart_seconds.append(time.monotonic() - restarted)
+    check(database, maildir, load, accepted, report.kills, final=False)
+    report.checks += 1
+    if callable(say):
+        say(f"kill {report.kills}{label}: {len(accepted)} accepted so far, checks ok")
+
+
 def crash_loop(folder: Path, *, kills: int, connections: int = 3, seed: int | None = None,
                min_gap: float = 0.3, max_gap: float = 2.0, settle_timeout: float = 300.0,
                say: object = None) -> str:
@@ -261,18 +278,7 @@ def crash_loop(folder: Path, *, kills: int, connections: int = 3, seed: int | No
     try:
         for _ in range(kills):
             time.sleep(chooser.uniform(min_gap, max_gap))
-            daemon.kill()
-            report.kills += 1
-            if work_in_flight(database) != (0, 0):
-                report.kills_with_work_in_flight += 1
-            accepted = load.snapshot()
-            restarted = time.monotonic()
-            daemon.start()
-            report.restart_seconds.append(time.monotonic() - restarted)
-            check(database, maildir, load, accepted, report.kills, final=False)
-            report.checks += 1
-            if callable(say):
-                say(f"kill {report.kills}: {len(accepted)} accepted so far, checks ok")
+            kill_and_check(daemon, database, maildir, load, report, say)
         load.stop()
         wait_until_quiet(database, settle_timeout)
         assert daemon.terminate() == 0

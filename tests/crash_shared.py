@@ -14,7 +14,7 @@ import random
 import time
 from pathlib import Path
 
-from tests.crash import _EXTRA, Load, Report, check, wait_until_quiet, work_in_flight
+from tests.crash import _EXTRA, Load, Report, check, kill_and_check, wait_until_quiet
 from tests.helpers import TOKEN_SECRET
 from tests.process import DaemonProcess, write_config
 
@@ -59,18 +59,7 @@ def crash_loop_shared(folder: Path, url: str, *, kills: int, connections: int = 
         for _ in range(kills):
             time.sleep(chooser.uniform(min_gap, max_gap))
             victim = chooser.choice(daemons[1:])  # the first daemon stays up throughout
-            victim.kill()
-            report.kills += 1
-            if work_in_flight(url) != (0, 0):
-                report.kills_with_work_in_flight += 1
-            accepted = load.snapshot()
-            restarted = time.monotonic()
-            victim.start()
-            report.restart_seconds.append(time.monotonic() - restarted)
-            check(url, maildir, load, accepted, report.kills, final=False)
-            report.checks += 1
-            if callable(say):
-                say(f"kill {report.kills} ({victim.log.stem}): {len(accepted)} accepted so far, checks ok")
+            kill_and_check(victim, url, maildir, load, report, say, f" ({victim.log.stem})")
         load.stop()
         wait_until_quiet(url, settle_timeout)
         for daemon in daemons:

@@ -15,6 +15,7 @@ from mailticketd.directory.admin import DirectoryAdmin
 from mailticketd.views import organisation_view
 from tests.helpdesk import COLLEAGUE, MANAGER, PASSWORD, browserless, people
 from tests.helpers import make_mail
+from tests.sink import Received, Sink
 from tests.outbound import OPERATOR, body_of, deliver, desk, mails_to, parsed, quiet, to
 from tests.test_staff_cli import ORG, create_org, ok, run
 
@@ -47,18 +48,25 @@ def link_path(text: str) -> str:
 # -- 4. the primary contact ---------------------------------------------------------------------------------
 
 
+async def receptionist_gets_a_copy(daemon: Daemon, sink: Sink) -> Received:
+    """Kunde GmbH with a receptionist as primary contact (a normal user) and two colleagues, Bob and Eve; Bob opens
+    a ticket; returns the receptionist's copy of it."""
+    async with daemon.db.transaction() as store:
+        admin = admin_of(daemon, store)
+        await admin.create_organisation(KUNDE, commercial="chef@kunde.example", technical="chef@kunde.example")
+        for address in ("empfang@kunde.example", "bob@kunde.example", "eve@kunde.example"):
+            await admin.add_user(address, KUNDE)
+        await admin.set_primary_contact(KUNDE, "empfang@kunde.example")
+    await deliver(daemon, make_mail("bob@kunde.example", subject="Drucker kaputt", body="Bitte helfen."))
+    [copy] = await mails_to(sink, 1, where=lambda item: "empfang@kunde.example" in item.rcpt_tos
+                            and "Drucker kaputt" in str(parsed(item)["Subject"]))
+    return copy
+
+
 async def test_the_primary_contact_gets_a_copy_of_new_tickets_whatever_their_role(tmp_path: Path) -> None:
     """A primary contact who is a normal user (no manager) still receives the copy of a colleague's new ticket."""
     async with desk(tmp_path) as (daemon, sink):
-        async with daemon.db.transaction() as store:
-            admin = admin_of(daemon, store)
-            await admin.create_organisation(KUNDE, commercial="chef@kunde.example", technical="chef@kunde.example")
-            await admin.add_user("empfang@kunde.example", KUNDE)
-            await admin.add_user("bob@kunde.example", KUNDE)
-            await admin.set_primary_contact(KUNDE, "empfang@kunde.example")
-        await deliver(daemon, make_mail("bob@kunde.example", subject="Drucker kaputt", body="Bitte helfen."))
-        [copy] = await mails_to(sink, 1, where=lambda item: "empfang@kunde.example" in item.rcpt_tos
-                                and "Drucker kaputt" in str(parsed(item)["Subject"]))
+        copy = await receptionist_gets_a_copy(daemon, sink)
         text = body_of(parsed(copy))
         assert "als Primärkontakt Ihrer Organisation" in text and "Bitte helfen." in text
 
@@ -68,16 +76,7 @@ async def test_the_primary_contacts_reply_to_the_copy_joins_the_ticket(tmp_path:
     copy's token proves the provider wrote to them about it), not in a new one, and a stranger's mail carrying
     that tag still does not."""
     async with desk(tmp_path) as (daemon, sink):
-        async with daemon.db.transaction() as store:
-            admin = admin_of(daemon, store)
-            await admin.create_organisation(KUNDE, commercial="chef@kunde.example", technical="chef@kunde.example")
-            await admin.add_user("empfang@kunde.example", KUNDE)
-            await admin.add_user("bob@kunde.example", KUNDE)
-            await admin.add_user("eve@kunde.example", KUNDE)
-            await admin.set_primary_contact(KUNDE, "empfang@kunde.example")
-        await deliver(daemon, make_mail("bob@kunde.example", subject="Drucker kaputt", body="Bitte helfen."))
-        [copy] = await mails_to(sink, 1, where=lambda item: "empfang@kunde.example" in item.rcpt_tos
-                                and "Drucker kaputt" in str(parsed(item)["Subject"]))
+        copy = await receptionist_gets_a_copy(daemon, sink)
         reply_to = str(parsed(copy)["Reply-To"])
         subject = str(parsed(copy)["Subject"])
         await deliver(daemon, make_mail("empfang@kunde.example", to=reply_to, subject=f"AW: {subject}",
