@@ -113,14 +113,17 @@ def _finished(database: Path) -> bool:
     return not pending and not queued
 
 
-def run_clients(args: argparse.Namespace, port: int, reuse: bool, database: Path | None) -> tuple[float, list[dict[str, Any]]]:
-    """Start the client processes, release them together; returns the start moment and their figures."""
+def run_clients(args: argparse.Namespace, ports: list[int], reuse: bool,
+                database: Path | None) -> tuple[float, list[dict[str, Any]]]:
+    """Start the client processes (process i sends to ``ports[i % len(ports)]``), release them together; returns the
+    start moment and their figures."""
     context = multiprocessing.get_context("fork")
     ready, results, go = context.Queue(), context.Queue(), context.Event()
     share = args.mails // args.processes
     organisations = organisations_for(args.directory)
     workers = [context.Process(target=client_process, args=(
-        port, share + (1 if index < args.mails % args.processes else 0), args.connections, reuse, organisations,
+        ports[index % len(ports)], share + (1 if index < args.mails % args.processes else 0), args.connections,
+        reuse, organisations,
         1000 + index, str(database) if database else None, ready, go, results, args.timeout))
         for index in range(args.processes)]
     for worker in workers:
@@ -150,7 +153,7 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
     daemon = server == "daemon"
     try:
         wait_for_port(port, process)
-        started, figures = run_clients(args, port, mode == "reuse", database if daemon else None)
+        started, figures = run_clients(args, [port], mode == "reuse", database if daemon else None)
         latencies = [value for part in figures for value in part["latencies"]]
         done_at = [value for part in figures for value in part["done_at"]]
         errors: dict[str, int] = {}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import shutil
 import signal
 import sqlite3
@@ -36,8 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from load import _percentile, daemon_config, free_port, wait_for_port  # noqa: E402
-from load_clients import client_process  # noqa: E402
+from load import _percentile, daemon_config, free_port, run_clients, wait_for_port  # noqa: E402
 from population import fill, organisations_for  # noqa: E402
 
 from tests.postgres import Cluster, available  # noqa: E402
@@ -87,27 +85,6 @@ def _config(folder: Path, port: int, database: Path | str, mails: int) -> Path:
     return path
 
 
-def _clients(args: argparse.Namespace, ports: list[int]) -> tuple[float, list[dict[str, Any]]]:
-    """bench/load.py's client processes, process i sending to ``ports[i % len(ports)]``, released together."""
-    context = multiprocessing.get_context("fork")
-    ready, results, go = context.Queue(), context.Queue(), context.Event()
-    share = args.mails // args.processes
-    organisations = organisations_for(args.directory)
-    workers = [context.Process(target=client_process, args=(
-        ports[index % len(ports)], share + (1 if index < args.mails % args.processes else 0), args.connections, True,
-        organisations, 1000 + index, None, ready, go, results, args.timeout)) for index in range(args.processes)]
-    for worker in workers:
-        worker.start()
-    for _ in workers:
-        ready.get(timeout=120)
-    started = time.monotonic()
-    go.set()
-    figures = [results.get(timeout=args.timeout + 60) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
-    return started, figures
-
-
 def measure(args: argparse.Namespace, name: str, database: Path | str, daemons: int, folder: Path) -> Row:
     processes = []
     ports = []
@@ -122,7 +99,7 @@ def measure(args: argparse.Namespace, name: str, database: Path | str, daemons: 
                 processes.append(subprocess.Popen(command, cwd=args.root, stdout=subprocess.DEVNULL, stderr=log))
             wait_for_port(port, processes[-1])
             ports.append(port)
-        started, figures = _clients(args, ports)
+        started, figures = run_clients(args, ports, True, None)
         latencies = [value for part in figures for value in part["latencies"]]
         done_at = [value for part in figures for value in part["done_at"]]
         errors: dict[str, int] = {}
