@@ -35,6 +35,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.process import wait_for_banner  # noqa: E402
+
 SUPPORT = "support@example.net"
 
 _PARAGRAPH = ("Sehr geehrte Damen und Herren,\n\nseit heute Morgen um 07:45 Uhr antwortet unser Server {vm} "
@@ -178,18 +182,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.recv(100)
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing answers on port {port}")
-
-
 def _percentile(values: list[float], share: float) -> float:
     return values[min(len(values) - 1, int(len(values) * share))] * 1000
 
@@ -214,7 +206,7 @@ def _nothing(args: argparse.Namespace) -> tuple[float, float]:
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-c", _NOTHING_SERVER, str(port)])
     try:
-        _wait_for_port(port)
+        wait_for_banner(port, server)
         cpu = _cpu_seconds(server.pid)
         started, ended, _, _ = send(port, args.clients, args.mails, args.per_connection, seed=1)
         cpu = _cpu_seconds(server.pid) - cpu
@@ -252,7 +244,7 @@ def _daemon(args: argparse.Namespace, folder: Path) -> dict[str, float]:
                               stdout=subprocess.DEVNULL)
     spy = None
     try:
-        _wait_for_port(port)
+        wait_for_banner(port, daemon)
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(daemon.pid),

@@ -41,8 +41,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from load_clients import client_process  # noqa: E402
+from tests.process import wait_for_banner  # noqa: E402
 from population import fill, organisations_for  # noqa: E402
 from support_mail import OPERATOR, SUPPORT  # noqa: E402
 
@@ -68,20 +70,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.recv(100)
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
 
 
 def daemon_config(folder: Path, port: int, database: Path, mails: int) -> Path:
@@ -123,8 +111,7 @@ def run_clients(args: argparse.Namespace, ports: list[int], reuse: bool,
     organisations = organisations_for(args.directory)
     workers = [context.Process(target=client_process, args=(
         ports[index % len(ports)], share + (1 if index < args.mails % args.processes else 0), args.connections,
-        reuse, organisations,
-        1000 + index, str(database) if database else None, ready, go, results, args.timeout))
+        reuse, organisations, 1000 + index, str(database) if database else None, ready, go, results, args.timeout))
         for index in range(args.processes)]
     for worker in workers:
         worker.start()
@@ -152,7 +139,7 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
         process = subprocess.Popen(command, cwd=args.root, stdout=subprocess.DEVNULL, stderr=log)
     daemon = server == "daemon"
     try:
-        wait_for_port(port, process)
+        wait_for_banner(port, process)
         started, figures = run_clients(args, [port], mode == "reuse", database if daemon else None)
         latencies = [value for part in figures for value in part["latencies"]]
         done_at = [value for part in figures for value in part["done_at"]]

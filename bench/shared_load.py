@@ -35,10 +35,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from load import _percentile, daemon_config, free_port, run_clients, wait_for_port  # noqa: E402
+from load import _percentile, daemon_config, free_port, run_clients  # noqa: E402
 from population import fill, organisations_for  # noqa: E402
 
 from tests.postgres import Cluster, available  # noqa: E402
+from tests.process import wait_for_banner  # noqa: E402
 
 TOKEN_SECRET = "bench-shared-secret-0123456789abcdef"
 
@@ -97,7 +98,7 @@ def measure(args: argparse.Namespace, name: str, database: Path | str, daemons: 
                        str(_config(own, port, database, args.mails)), "serve"]
             with (own / "server.log").open("wb") as log:
                 processes.append(subprocess.Popen(command, cwd=args.root, stdout=subprocess.DEVNULL, stderr=log))
-            wait_for_port(port, processes[-1])
+            wait_for_banner(port, processes[-1])
             ports.append(port)
         started, figures = run_clients(args, ports, True, None)
         latencies = [value for part in figures for value in part["latencies"]]
