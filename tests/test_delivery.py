@@ -149,6 +149,92 @@ async def test_maildir_repeat_after_a_crash_replaces_the_copy(tmp_path: Path) ->
     assert list((maildir / "tmp").iterdir()) == []
 
 
+class DiesAfterBatch:
+    """A real maildir whose process dies right after a batch of mails was written, before anything is marked."""
+
+    def __init__(self, inner: MaildirTransport) -> None:
+        self.inner = inner
+        self.batches: list[int] = []
+
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+        await self.inner.send(mail_from, rcpt_to, raw, delivery_id=delivery_id)
+
+    async def send_batch(self, mails: list[tuple[str, str, bytes, str]]) -> list[Exception | None]:
+        self.batches.append(len(mails))
+        await self.inner.send_batch(mails)
+        raise SystemExit("killed")
+
+
+@pytest.mark.sqlite_only
+async def test_a_crash_after_a_maildir_batch_leaves_each_mail_there_once(tmp_path: Path) -> None:
+    """Mails written together to the maildir by a run that died before marking them are each there once after the
+    next run, and every row ends sent."""
+    config = make_config(tmp_path)
+    maildir = config.outbound.maildir
+    recipients = [f"kunde{n}@customer.example" for n in range(6)]
+    async with database_for(config.storage) as db:
+        ids = [await enqueue(db, rcpt) for rcpt in recipients]
+        dying = DiesAfterBatch(MaildirTransport(maildir))
+        with pytest.raises(SystemExit):
+            await DeliveryWorker(db, config, dying).drain()
+        assert dying.batches == [6]  # written together, in one claim
+        assert {(await row_of(db, outbox_id)).status for outbox_id in ids} == {"queued"}
+        assert len(list((maildir / "new").iterdir())) == 6
+        assert await DeliveryWorker(db, config, MaildirTransport(maildir)).drain() == 6
+        assert {(await row_of(db, outbox_id)).status for outbox_id in ids} == {"sent"}
+    files = [path.read_bytes() for path in (maildir / "new").iterdir()]
+    assert sorted(data.split(b"\r\n", 1)[0].decode() for data in files) == sorted(
+        f"Delivered-To: {rcpt}" for rcpt in recipients)
+    assert list((maildir / "tmp").iterdir()) == []
+
+
+async def test_one_bad_recipient_in_a_maildir_batch_fails_alone(tmp_path: Path) -> None:
+    """Among mails written together, one whose recipient holds a line break fails for good and operators hear of
+    it; the others are delivered."""
+    config = make_config(tmp_path)
+    failures = FailureLog()
+    async with database_for(config.storage) as db:
+        good = [await enqueue(db, f"kunde{n}@customer.example") for n in range(3)]
+        async with db.transaction() as store:
+            bad = await store.outbox.enqueue(
+                ticket_id=None, kind="acknowledgement", mail_from=SUPPORT,
+                rcpt_to="evil@customer.example\r\nBcc: all@example.org", message_id="n1@example.net",
+                raw=outgoing("evil@customer.example"))
+        good.append(await enqueue(db, "kunde9@customer.example"))
+        worker = DeliveryWorker(db, config, make_transport(config.outbound), on_failed=failures)
+        assert await worker.drain() == 5
+        assert {(await row_of(db, outbox_id)).status for outbox_id in good} == {"sent"}
+        failed = await row_of(db, bad)
+    assert failed.status == "failed" and failed.last_error is not None and "control character" in failed.last_error
+    assert [row.id for row, _ in failures.calls] == [bad]
+    assert len(list((config.outbound.maildir / "new").iterdir())) == 4
+
+
+async def test_a_relay_gets_one_mail_a_claim_so_a_crash_repeats_at_most_one(tmp_path: Path) -> None:
+    """Towards a relay every mail is marked sent before the next one leaves: a run that dies after a send leaves
+    only that one mail unmarked."""
+    async with Sink() as sink:
+        config = relay_config(tmp_path, sink.relay)
+        async with database_for(config.storage) as db:
+            ids = [await enqueue(db, f"kunde{n}@customer.example") for n in range(3)]
+            relay = make_transport(config.outbound)
+            sent = 0
+
+            class DiesAtTheSecond:
+                async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+                    nonlocal sent
+                    await relay.send(mail_from, rcpt_to, raw, delivery_id=delivery_id)
+                    sent += 1
+                    if sent == 2:
+                        raise SystemExit("killed")
+
+            with pytest.raises(SystemExit):
+                await DeliveryWorker(db, config, DiesAtTheSecond()).drain()
+            statuses = [(await row_of(db, outbox_id)).status for outbox_id in ids]
+    assert len(sink.received) == 2
+    assert statuses == ["sent", "queued", "queued"]
+
+
 async def test_maildir_overwrites_a_half_file_a_crash_left_in_tmp(tmp_path: Path) -> None:
     """A half-written file of the same delivery in tmp/ is replaced, and the whole mail lands in new/."""
     transport = MaildirTransport(tmp_path / "maildir")

@@ -18,7 +18,7 @@ from mailticketd.pipeline.context import Context, Envelope, Services, WebOrigin
 from mailticketd.pipeline.order import Pipeline
 from mailticketd.pipeline.outcomes import Discard, Failure
 from mailticketd.queue_worker import QueueWorker
-from mailticketd.outbox.mailer import Letter
+from mailticketd.outbox.mailer import Letter, LetterBatch
 from mailticketd.storage import Database, Store
 from mailticketd.storage.inbox import InboxRow
 
@@ -54,6 +54,7 @@ class InboxWorker(QueueWorker):
         self._ahead: deque[tuple[InboxRow, asyncio.Task[PreparedMail]]] = deque()
         self._taken: set[int] = set()  # rows handed out and not finished: never read ahead a second time
         self._reading = asyncio.Lock()
+        self._more = False  # the last read filled the look-ahead
         super().__init__()
 
     @property
@@ -98,6 +99,10 @@ class InboxWorker(QueueWorker):
                 return False
             row, preparing = self._ahead.popleft()
             self._taken.add(row.id)
+            if self._more and len(self._ahead) < LOOK_AHEAD // 2:
+                # Topped up before the pool runs dry: the rows after the last one read are parsed while this one is
+                # processed (rows due again, older ones, come with the next full read).
+                await self._read_ahead(after=self._ahead[-1][0].id if self._ahead else row.id)
         with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
             try:
                 prepared = await preparing
@@ -108,14 +113,16 @@ class InboxWorker(QueueWorker):
                 self._taken.discard(row.id)
         return True
 
-    async def _read_ahead(self) -> None:
-        """Read (claim, where daemons share the database) the next due rows and start parsing them, in order, in the
-        background."""
+    async def _read_ahead(self, after: int = 0) -> None:
+        """Read (claim, where daemons share the database) the next due rows (past the id ``after``) and start parsing
+        them, in order, in the background."""
         now = self.clock()
+        room = LOOK_AHEAD - len(self._ahead)
         async with self.db.claims() as store:
             items = await store.inbox.claim_due_batch(
                 now, owner=self.db.owner, lease_until=now + timedelta(seconds=self.config.inbox.claim_lease),
-                limit=LOOK_AHEAD, max_bytes=LOOK_AHEAD_BYTES)
+                limit=room, max_bytes=LOOK_AHEAD_BYTES, after=after)
+        self._more = len(items) == room  # more rows may be waiting: worth topping up
         self.preparer.resize(self.config.inbox.parse_processes)  # a reload may have changed it
         for row, raw in items:
             if row.id in self._taken:
@@ -129,20 +136,23 @@ class InboxWorker(QueueWorker):
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
         envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,
                             web=WebOrigin.from_row(row.origin))
+        letters = LetterBatch()
         async with self.db.transaction() as store:
             if not await store.inbox.still_claimed(row.id, self.db.owner):
                 log.warning("mail.taken_over")  # our lease ended and another daemon took the mail: it is theirs
                 return
             ctx = Context(inbox_id=row.id, envelope=envelope, mail=prepared.mail, visible_text=prepared.visible_text,
                           store=store, config=self.config, services=self.services, now=self.clock(),
-                          new_text=prepared.new_text)
+                          new_text=prepared.new_text, letters=letters)
             try:
                 await self.pipeline.run(ctx)
             except Discard as outcome:
+                await self.services.mailer.flush(store, letters)
                 await store.inbox.mark_done(row.id, decision=outcome.reason, ticket_id=outcome.ticket_id)
                 self._count(row, outcome.reason)
                 log.info("mail.processed", decision=outcome.reason, author=ctx.author_address)
                 return
+            await self.services.mailer.flush(store, letters)
             ticket = ctx.ticket
             await store.inbox.mark_done(row.id, decision=ctx.decision, ticket_id=ticket.id if ticket else None)
         self._count(row, ctx.decision)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -54,6 +54,15 @@ class Letter:
     language: str
     to_name: str = ""
     auto_submitted: str = AUTO_GENERATED
+
+
+@dataclass
+class LetterBatch:
+    """Letters queued in one transaction whose writing waits for ``Mailer.flush``: their rows are in the outbox at
+    once (in order, counted by the limits), and all of them are rendered and composed in one trip to a worker
+    thread before the transaction commits."""
+
+    waiting: list[tuple[int, Letter, Callable[..., Outgoing], str | None]] = field(default_factory=list)
 
 
 class Mailer:
@@ -101,8 +110,10 @@ class Mailer:
         return format_tag(self.config.mail.tag_prefix, ticket.number)
 
     async def send(self, store: Store, letter: Letter, *, now: datetime, ticket: Ticket | None = None,
-                   in_reply_to: str | None = None, thread_index: str | None = None) -> str | None:
-        """Queue ``letter``; returns its Message-ID (without angle brackets), None if it may not be sent."""
+                   in_reply_to: str | None = None, thread_index: str | None = None,
+                   batch: LetterBatch | None = None) -> str | None:
+        """Queue ``letter``; returns its Message-ID (without angle brackets), None if it may not be sent.  With a
+        ``batch``, the mail itself is written by ``flush``, which the caller runs before the commit."""
         mail = self.config.mail
         if mail.is_local(letter.to):
             log.warning("outbox.refused_own_address", rcpt_to=letter.to, kind=letter.kind)
@@ -128,17 +139,39 @@ class Mailer:
             in_reply_to=in_reply_to, references=references, auto_submitted=letter.auto_submitted,
             loop=mail.support_address, thread_topic=ticket.subject if ticket else None, thread_index=index,
         )
-        # Rendering and composing cost time that grows with what a sender wrote: not on the event loop, and in one
-        # hop to the thread.
-        outgoing, kept = await asyncio.to_thread(self._write, letter, build, self.tag(ticket) if ticket else None)
-        await store.outbox.enqueue(
-            ticket_id=ticket.id if ticket else None, kind=letter.kind, mail_from=mail.support_address,
-            rcpt_to=letter.to, message_id=message_id, raw=outgoing.raw, raw_after_send=kept.raw if kept else None,
-        )
+        tag = self.tag(ticket) if ticket else None
+        if batch is not None:
+            outbox_id = await store.outbox.enqueue(
+                ticket_id=ticket.id if ticket else None, kind=letter.kind, mail_from=mail.support_address,
+                rcpt_to=letter.to, message_id=message_id, raw=b"")
+            batch.waiting.append((outbox_id, letter, build, tag))
+        else:
+            # Rendering and composing cost time that grows with what a sender wrote: not on the event loop, and in
+            # one hop to the thread.
+            outgoing, kept = await asyncio.to_thread(self._write, letter, build, tag)
+            await store.outbox.enqueue(
+                ticket_id=ticket.id if ticket else None, kind=letter.kind, mail_from=mail.support_address,
+                rcpt_to=letter.to, message_id=message_id, raw=outgoing.raw,
+                raw_after_send=kept.raw if kept else None,
+            )
         if ticket is not None:
             await store.articles.remember_message_id(message_id, ticket_id=ticket.id, article_id=None,
                                                      direction="out")
         return message_id
+
+
+    async def flush(self, store: Store, batch: LetterBatch) -> None:
+        """Write the batch's letters into their outbox rows: rendered and composed together, off the event loop."""
+        if not batch.waiting:
+            return
+        waiting, batch.waiting = batch.waiting, []
+        written = await asyncio.to_thread(self._write_all, waiting)
+        await store.outbox.fill([(outbox_id, outgoing.raw, kept.raw if kept else None)
+                                 for (outbox_id, *_), (outgoing, kept) in zip(waiting, written)])
+
+    def _write_all(self, waiting: list[tuple[int, Letter, Callable[..., Outgoing], str | None]]
+                   ) -> list[tuple[Outgoing, Outgoing | None]]:
+        return [self._write(letter, build, tag) for _, letter, build, tag in waiting]
 
 
 def _without_token(url: str) -> str:

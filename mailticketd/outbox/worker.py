@@ -15,6 +15,7 @@ twice: the daemon ends every lease when it starts.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -30,6 +31,9 @@ from mailticketd.storage import Database
 from mailticketd.storage.outbox import OutboxRow
 
 log = structlog.get_logger("mailticketd.outbox")
+
+# Rows claimed, sent and marked together where the transport writes several mails at once.
+BATCH = 32
 
 OnFailed = Callable[[OutboxRow, str], Awaitable[None]]
 
@@ -62,7 +66,7 @@ class DeliveryWorker(QueueWorker):
         self._unrecorded: dict[int, datetime] = {}  # sent, not yet marked so in the database
         self._stopped: tuple[datetime, str] | None = None
         self._leases_released = False
-        self._claimed: OutboxRow | None = None  # claimed with the last mark, not sent yet
+        self._claimed: deque[OutboxRow] = deque()  # claimed with the last marks, not sent yet
         super().__init__()
 
     @property
@@ -80,49 +84,63 @@ class DeliveryWorker(QueueWorker):
     async def drain(self) -> int:
         """Send every row that is due now, each at most once; returns how many were handled."""
         handled: set[int] = set()
-        while (row := await self._next_row()) is not None:
-            if row.id in handled:
-                self._claimed = row  # kept for the next call, as claimed
+        while rows := await self._next_rows():
+            again = [row for row in rows if row.id in handled]
+            if again:  # due once more (a retry whose time has come): kept, as claimed, for the next call
+                self._claimed.extend(again)
+                rows = [row for row in rows if row.id not in handled]
+            handled.update(row.id for row in rows)
+            if rows:
+                await self._deliver(rows)
+            if again:
                 break
-            handled.add(row.id)
-            await self._deliver(row)
         return len(handled)
 
     async def process_next(self) -> bool:
-        """Send the row that has been due longest; False when none is due or the database cannot be written."""
-        row = await self._next_row()
-        if row is None:
+        """Send the rows that have been due longest (one, or a batch where the transport writes several at once);
+        False when none is due or the database cannot be written."""
+        rows = await self._next_rows()
+        if not rows:
             return False
-        await self._deliver(row)
+        await self._deliver(rows)
         return True
 
-    async def _next_row(self) -> OutboxRow | None:
-        if self._claimed is not None:
-            row, self._claimed = self._claimed, None
-            return row
+    @property
+    def _batch(self) -> int:
+        """Rows claimed at once: several only where a repeat replaces its copy (the maildir), since every mail of a
+        batch is sent before any is marked; a relay gets one mail a claim, so a crash repeats at most one."""
+        return BATCH if hasattr(self.transport, "send_batch") else 1
+
+    async def _next_rows(self) -> list[OutboxRow]:
+        if self._claimed:
+            rows = list(self._claimed)
+            self._claimed.clear()
+            return rows
         return await self._claim_next()
 
-    async def _claim_next(self) -> OutboxRow | None:
-        """In one transaction: end a previous run's leases (once), mark what was sent as sent, claim the next row.
+    async def _claim_next(self) -> list[OutboxRow]:
+        """In one transaction: end a previous run's leases (once), mark what was sent as sent, claim the next rows.
 
         Nothing is claimed, so nothing sent, until every earlier send is marked: a send is remembered before the
         next one can happen.
         """
         now = self.clock()
+        limit = max(0, self._batch - len(self._claimed))
         try:
             async with self.db.transaction() as store:
                 if not self._leases_released:
                     await store.outbox.release_leases()
-                for outbox_id, sent_at in self._unrecorded.items():
-                    await store.outbox.mark_sent(outbox_id, now=sent_at)
-                row = await store.outbox.claim_next(now, now + timedelta(seconds=self.config.outbound.send_lease))
+                if self._unrecorded:
+                    await store.outbox.mark_all_sent(self._unrecorded.items())
+                rows = await store.outbox.claim_due(
+                    now, now + timedelta(seconds=self.config.outbound.send_lease), limit=limit) if limit else []
         except Exception as error:
             self._stop(error)
-            return None
+            return []
         self._leases_released = True
         self._unrecorded.clear()
         self._resume()
-        return row
+        return rows
 
     def _stop(self, error: Exception) -> None:
         text = f"{type(error).__name__}: {error}"
@@ -137,26 +155,45 @@ class DeliveryWorker(QueueWorker):
             log.warning("outbox.resumed", stopped_since=iso(self._stopped[0]))
             self._stopped = None
 
-    async def _deliver(self, row: OutboxRow) -> None:
-        assert row.raw is not None
-        try:
-            await self.transport.send(row.mail_from, row.rcpt_to, row.raw, delivery_id=_delivery_id(row))
-        except PermanentFailure as failure:
-            await self._fail(row, failure.message, reason="permanent")
-            return
-        except TemporaryFailure as failure:
-            await self._retry_or_fail(row, failure.message)
-            return
-        except Exception as error:
-            # A bug in a transport must not stall the queue: treat it as temporary, keep the trace.
-            log.exception("outbox.transport_error", **_fields(row))
-            await self._retry_or_fail(row, f"{type(error).__name__}: {error}")
-            return
-        self._unrecorded[row.id] = self.clock()
-        self.metrics.sent.inc()
-        log.info("outbox.sent", **_fields(row))
-        # The mark and the next row's claim share a transaction; that row is sent by the next call.
-        self._claimed = await self._claim_next()
+    async def _deliver(self, rows: list[OutboxRow]) -> None:
+        outcomes = await self._send(rows)
+        for row, outcome in zip(rows, outcomes):
+            if outcome is None:
+                self._unrecorded[row.id] = self.clock()
+                self.metrics.sent.inc()
+                log.info("outbox.sent", **_fields(row))
+            elif isinstance(outcome, PermanentFailure):
+                await self._fail(row, outcome.message, reason="permanent")
+            elif isinstance(outcome, TemporaryFailure):
+                await self._retry_or_fail(row, outcome.message)
+            else:
+                # A bug in a transport must not stall the queue: treat it as temporary, keep the trace.
+                log.error("outbox.transport_error", **_fields(row), exc_info=outcome)
+                await self._retry_or_fail(row, f"{type(outcome).__name__}: {outcome}")
+        if self._unrecorded:
+            # The marks and the next rows' claim share a transaction; those rows are sent by the next call.
+            self._claimed.extend(await self._claim_next())
+
+    async def _send(self, rows: list[OutboxRow]) -> list[Exception | None]:
+        """Hand the rows to the transport; per row, None or why it failed."""
+        send_batch = getattr(self.transport, "send_batch", None)
+        if send_batch is not None and len(rows) > 1:
+            try:
+                outcomes: list[Exception | None] = await send_batch(
+                    [(row.mail_from, row.rcpt_to, row.raw, _delivery_id(row)) for row in rows])
+            except Exception as error:
+                return [error] * len(rows)
+            return outcomes
+        outcomes = []
+        for row in rows:
+            assert row.raw is not None
+            try:
+                await self.transport.send(row.mail_from, row.rcpt_to, row.raw, delivery_id=_delivery_id(row))
+            except Exception as error:
+                outcomes.append(error)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     async def _retry_or_fail(self, row: OutboxRow, error: str) -> None:
         now = self.clock()

@@ -10,7 +10,7 @@ from mailticketd.config import Config
 from mailticketd.directory.models import User
 from mailticketd.mail.authresults import Verdict
 from mailticketd.mail.parse import IncomingMail
-from mailticketd.outbox.mailer import Mailer
+from mailticketd.outbox.mailer import LetterBatch, Mailer
 from mailticketd.storage import Store
 from mailticketd.tickets.models import Ticket
 from mailticketd.tickets.tokens import TokenSigner
@@ -83,6 +83,7 @@ class Context:
     services: Services
     now: datetime
     new_text: str = ""  # the visible text without the fall-back to the whole mail; what operators send on
+    letters: LetterBatch | None = None  # where the steps' letters wait to be written together (the inbox worker)
 
     # Decisions, added by the steps in order.
     kind: str = "mail"

@@ -12,7 +12,8 @@ async def send(ctx: Context, letter: Letter, ticket: Ticket | None = None) -> No
     # An operator's own Message-ID (it names their mail host) never reaches customers.
     in_reply_to = None if ctx.operator else ctx.mail.message_id
     await ctx.services.mailer.send(ctx.store, letter, now=ctx.now, ticket=ticket or ctx.ticket,
-                                   in_reply_to=in_reply_to, thread_index=ctx.mail.header("thread-index"))
+                                   in_reply_to=in_reply_to, thread_index=ctx.mail.header("thread-index"),
+                                   batch=ctx.letters)
 
 
 async def customers(ctx: Context) -> list[User]:

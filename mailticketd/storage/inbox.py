@@ -87,34 +87,35 @@ class InboxRepository:
         found = await self.next_due_batch(now, limit=1, max_bytes=0)
         return found[0] if found else None
 
-    async def next_due_batch(self, now: datetime, *, limit: int,
-                             max_bytes: int) -> list[tuple[InboxRow, bytes | None]]:
-        """The oldest pending rows that are due, with their raw bytes: at most ``limit`` rows and, beyond the
-        first, ``max_bytes`` of mail.  A mail past ``WHOLE_BYTES`` comes without its bytes (None): read it with
-        ``raw_chunks``."""
+    async def next_due_batch(self, now: datetime, *, limit: int, max_bytes: int,
+                             after: int = 0) -> list[tuple[InboxRow, bytes | None]]:
+        """The oldest pending rows that are due (past the id ``after``), with their raw bytes: at most ``limit`` rows
+        and, beyond the first, ``max_bytes`` of mail.  A mail past ``WHOLE_BYTES`` comes without its bytes (None):
+        read it with ``raw_chunks``."""
         async with self.conn.execute(
-            "WITH due AS (SELECT id, sum(size) OVER (ORDER BY id) AS running FROM inbox"
-            " WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?)"
+            "WITH due AS (SELECT id, sum(size) OVER (ORDER BY id) AS running FROM inbox WHERE status = 'pending'"
+            " AND id > ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?)"
             f" SELECT {_COLUMNS}, (SELECT r.raw FROM inbox_raw r WHERE r.inbox_id = i.id AND i.size <= ?)"
             " FROM due JOIN inbox i ON i.id = due.id LEFT JOIN tickets t ON t.id = i.ticket_id"
             " WHERE due.running <= ? OR due.id = (SELECT min(id) FROM due) ORDER BY i.id",
-            (iso(now), limit, WHOLE_BYTES, max_bytes),
+            (after, iso(now), limit, WHOLE_BYTES, max_bytes),
         ) as cursor:
             return [(_row(values), None if values[13] is None else bytes(values[13]))
                     for values in await cursor.fetchall()]
 
     async def claim_due_batch(self, now: datetime, *, owner: str, lease_until: datetime, limit: int,
-                              max_bytes: int) -> list[tuple[InboxRow, bytes | None]]:
+                              max_bytes: int, after: int = 0) -> list[tuple[InboxRow, bytes | None]]:
         """``next_due_batch``, claimed for ``owner`` until ``lease_until`` where several daemons share the inbox:
         rows another daemon claimed (and whose lease has not ended) or is claiming right now are skipped (call in
         ``Database.claims()``).  With one daemon nothing needs claiming: the rows are only read."""
         if not self.conn.dialect.shared:
-            return await self.next_due_batch(now, limit=limit, max_bytes=max_bytes)
+            return await self.next_due_batch(now, limit=limit, max_bytes=max_bytes, after=after)
         moment = iso(now)
         async with self.conn.execute(
-            "SELECT id, size FROM inbox WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-            " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?" + self.conn.dialect.skip_locked,
-            (moment, moment, limit),
+            "SELECT id, size FROM inbox WHERE status = 'pending' AND id > ? AND (next_attempt_at IS NULL"
+            " OR next_attempt_at <= ?) AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?"
+            + self.conn.dialect.skip_locked,
+            (after, moment, moment, limit),
         ) as cursor:
             candidates = await cursor.fetchall()
         chosen: list[int] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -67,6 +68,12 @@ class OutboxRepository:
         )
         return int((await cursor.fetchone())[0])
 
+    async def fill(self, mails: Iterable[tuple[int, bytes, bytes | None]]) -> None:
+        """Put each row's mail in (id, the mail, its copy without secrets or None), in the transaction that queued
+        the rows (``Mailer.flush``)."""
+        await self.conn.executemany("UPDATE outbox SET raw = ?, raw_after_send = ? WHERE id = ?",
+                                    [(raw, kept, outbox_id) for outbox_id, raw, kept in mails])
+
     async def next_due(self, now: datetime) -> OutboxRow | None:
         """The queued, unleased row that has been due longest, with its raw bytes (with several daemons: that no
         other daemon is claiming right now)."""
@@ -82,16 +89,22 @@ class OutboxRepository:
 
     async def claim_next(self, now: datetime, lease_until: datetime) -> OutboxRow | None:
         """``next_due``, leased until ``lease_until``: nobody sends it again before then (call in a transaction)."""
+        rows = await self.claim_due(now, lease_until, limit=1)
+        return rows[0] if rows else None
+
+    async def claim_due(self, now: datetime, lease_until: datetime, *, limit: int) -> builtins.list[OutboxRow]:
+        """Up to ``limit`` rows in the order ``next_due`` gives them, each leased until ``lease_until`` (call in a
+        transaction)."""
         moment = iso(now)
-        # One statement: the oldest due row, leased and read back.
+        # One statement: the oldest due rows, leased and read back (RETURNING keeps no order: sorted here).
         async with self.conn.execute(
-            f"UPDATE outbox SET leased_until = ? WHERE id = (SELECT id FROM outbox WHERE status = 'queued'"
+            f"UPDATE outbox SET leased_until = ? WHERE id IN (SELECT id FROM outbox WHERE status = 'queued'"
             " AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id"
-            f" LIMIT 1{self.conn.dialect.skip_locked}) RETURNING {_COLUMNS}, raw",
-            (iso(lease_until), moment, moment),
+            f" LIMIT ?{self.conn.dialect.skip_locked}) RETURNING {_COLUMNS}, raw",
+            (iso(lease_until), moment, moment, limit),
         ) as cursor:
-            values = await cursor.fetchone()
-        return _row(values, bytes(values[12])) if values else None
+            found = [_row(values, bytes(values[12])) for values in await cursor.fetchall()]
+        return sorted(found, key=lambda row: (row.next_attempt_at, row.id))
 
     async def release_leases(self) -> int:
         """End every lease: at start, when no other sender can hold one (SQLite has one daemon).  Where several
@@ -102,10 +115,14 @@ class OutboxRepository:
         return cursor.rowcount
 
     async def mark_sent(self, outbox_id: int, *, now: datetime | None = None) -> None:
-        await self.conn.execute(
+        await self.mark_all_sent([(outbox_id, now or utc_now())])
+
+    async def mark_all_sent(self, sent: Iterable[tuple[int, datetime]]) -> None:
+        """Mark each row (id, when it left) as sent, in one statement."""
+        await self.conn.executemany(
             "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, attempts = attempts + 1,"
             f" leased_until = NULL, {_FORGET_SECRETS} WHERE id = ?",
-            (iso(now or utc_now()), outbox_id),
+            [(iso(at), outbox_id) for outbox_id, at in sent],
         )
 
     async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:

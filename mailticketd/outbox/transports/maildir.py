@@ -7,7 +7,8 @@ delivered but not marked sent, the repeat overwrites that file and replaces
 the copy in ``new/`` instead of adding a second one.  ``Delivered-To`` (the
 envelope recipient) and ``Return-Path`` (the envelope sender) are prepended
 with the line ending the mail itself uses; the mail's own bytes stay as
-they are.
+they are.  ``send_batch`` writes several mails in one trip to a worker
+thread and syncs ``new/`` once after their renames.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from mailticketd.outbox.transports.errors import PermanentFailure, TemporaryFailure
+
+# One mail for one recipient: envelope sender, recipient, the mail, its delivery id.
+Outgoing = tuple[str, str, bytes, str]
 
 _SUBFOLDERS = ("tmp", "new", "cur")
 
@@ -43,15 +48,55 @@ class MaildirTransport:
 
         The same ``delivery_id`` always gives the same file; without one the name is unique.
         """
-        for address in (mail_from, rcpt_to):
-            if any(char in address for char in "\r\n\0"):
-                raise PermanentFailure(f"address contains a control character: {address!r}")
+        bad = _control_character(mail_from, rcpt_to)
+        if bad is not None:
+            raise bad
         content = _envelope_headers(mail_from, rcpt_to, raw) + raw
         try:
             name = self.file_name(delivery_id) if delivery_id else self._unique_name()
             await asyncio.to_thread(self._deliver, name, content)
         except OSError as error:
             raise TemporaryFailure(f"cannot write to maildir {self.path}: {error}") from error
+
+    async def send_batch(self, mails: Sequence[Outgoing]) -> list[Exception | None]:
+        """Write several mails in one trip to a worker thread and sync ``new/`` once for all of them; per mail, None
+        or why it failed (as ``send`` would raise it).  A repeat replaces its copy, so nothing is lost or doubled
+        when a crash comes before the caller records them."""
+        results: list[Exception | None] = [None] * len(mails)
+        ready: list[tuple[int, str, bytes]] = []
+        for position, (mail_from, rcpt_to, raw, delivery_id) in enumerate(mails):
+            bad = _control_character(mail_from, rcpt_to)
+            if bad is not None:
+                results[position] = bad
+                continue
+            name = self.file_name(delivery_id) if delivery_id else self._unique_name()
+            ready.append((position, name, _envelope_headers(mail_from, rcpt_to, raw) + raw))
+        if ready:
+            for position, error in await asyncio.to_thread(self._deliver_all, ready):
+                results[position] = TemporaryFailure(f"cannot write to maildir {self.path}: {error}")
+        return results
+
+    def _deliver_all(self, ready: list[tuple[int, str, bytes]]) -> list[tuple[int, OSError]]:
+        failed: list[tuple[int, OSError]] = []
+        written = False
+        for position, name, content in ready:
+            try:
+                if not self._made:
+                    self._make_folders()
+                try:
+                    self._write(name, content, sync_folder=False)
+                except FileNotFoundError:  # somebody removed the maildir or a folder of it: made again, at once
+                    self._make_folders()
+                    self._write(name, content, sync_folder=False)
+                written = True
+            except OSError as error:
+                failed.append((position, error))
+        if written:
+            try:
+                _sync_directory(os.path.join(self._folder, "new"))
+            except OSError as error:  # the renames may not last: each is written again on the next try
+                return [(position, error) for position, _, _ in ready]
+        return failed
 
     def file_name(self, delivery_id: str) -> str:
         """The file name of the delivery ``delivery_id``, in ``tmp/`` and then in ``new/``."""
@@ -79,7 +124,7 @@ class MaildirTransport:
             (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         self._made = True
 
-    def _write(self, name: str, content: bytes) -> None:
+    def _write(self, name: str, content: bytes, *, sync_folder: bool = True) -> None:
         temporary = os.path.join(self._folder, "tmp", name)
         final = os.path.join(self._folder, "new", name)
         # Truncate, not exclusive: a file of the same name is this delivery's own, left by a crash.
@@ -94,7 +139,15 @@ class MaildirTransport:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
-        _sync_directory(os.path.join(self._folder, "new"))
+        if sync_folder:
+            _sync_directory(os.path.join(self._folder, "new"))
+
+
+def _control_character(mail_from: str, rcpt_to: str) -> PermanentFailure | None:
+    for address in (mail_from, rcpt_to):
+        if any(char in address for char in "\r\n\0"):
+            return PermanentFailure(f"address contains a control character: {address!r}")
+    return None
 
 
 def _envelope_headers(mail_from: str, rcpt_to: str, raw: bytes) -> bytes:
