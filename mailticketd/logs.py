@@ -85,7 +85,8 @@ def setup_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None 
     # Loggers are cached on first use (one mail's log lines no longer rebuild them); a cached logger holds the
     # configured list of processors itself, so a second call changes that list in place rather than replacing it.
     processors = structlog.get_config()["processors"]
-    processors[:] = [*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
+    # A line below the level is dropped first, before its time stamp and fields are worked out.
+    processors[:] = [structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
     structlog.configure(
         processors=processors,
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -91,6 +91,7 @@ class Templates:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+            auto_reload=False,  # read once: a reload (SIGHUP) builds new Templates; no stat() a letter
         )
         self.env.globals["organisation_name"] = organisation_name  # the provider, named in every footer
 
