@@ -28,8 +28,9 @@ log = structlog.get_logger("mailticketd.inbox")
 # SMTP side committed within BUSY_WINDOW seconds, but never longer than MAX_DEFER seconds in a row.
 BUSY_WINDOW = 0.01
 MAX_DEFER = 0.1
-# Rows read ahead and parsed in the background while the one before them is in its transaction.
-LOOK_AHEAD = 8
+# Rows read ahead and parsed in the background while the one before them is in its transaction; topped up when
+# half of them are done.
+LOOK_AHEAD = 16
 LOOK_AHEAD_BYTES = 4 << 20
 
 
@@ -95,14 +96,15 @@ class InboxWorker(QueueWorker):
             if not self._ahead:
                 await self._defer_to_smtp()  # once a read-ahead: the rows read are processed without a pause
                 await self._read_ahead()
+            elif self._more and len(self._ahead) <= LOOK_AHEAD // 2:
+                # Topped up before the parse processes run dry: the rows after the last one read are parsed while
+                # the ones ahead are processed (rows due again, older ones, come with the next full read).
+                await self._defer_to_smtp()
+                await self._read_ahead(after=self._ahead[-1][0].id)
             if not self._ahead:
                 return False
             row, preparing = self._ahead.popleft()
             self._taken.add(row.id)
-            if self._more and len(self._ahead) < LOOK_AHEAD // 2:
-                # Topped up before the pool runs dry: the rows after the last one read are parsed while this one is
-                # processed (rows due again, older ones, come with the next full read).
-                await self._read_ahead(after=self._ahead[-1][0].id if self._ahead else row.id)
         with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
             try:
                 prepared = await preparing
