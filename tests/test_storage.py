@@ -48,3 +48,42 @@ async def test_failed_statement_rolls_back_the_whole_transaction(tmp_path: Path)
                                          " VALUES (1, 1, 's', 'now', 'now')")
         async with db.transaction() as store:
             assert await store.inbox.backlog() == 0
+
+
+async def _add(db: SqliteDatabase, raw: bytes) -> None:
+    async with db.transaction() as store:
+        await store.inbox.add(peer="", mail_from="a@b", rcpt_tos=["s@x"], message_id=None, raw=raw)
+
+
+@pytest.mark.sqlite_only
+async def test_commits_leave_the_event_loop_once_the_disk_is_slow(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small transaction commits at once while commits are quick; once they take long (a slow disk, shown by a
+    clock that jumps), and for a big transaction always, the commit runs in the database thread, and everything
+    is stored either way."""
+    import mailticketd.storage.db as db_module
+
+    async with SqliteDatabase(tmp_path / "db.sqlite3") as db:
+        for _ in range(5):
+            await _add(db, b"small mail")
+        assert db.commits_in_thread == 0
+        await _add(db, b"x" * 100_000)  # carried to the thread for its size: so is its commit
+        assert db.commits_in_thread == 1
+        ticks = iter(range(0, 10**6, 50))  # every look at the clock is 50 ms later: each commit "took" 50 ms
+        monkeypatch.setattr(db_module.time, "perf_counter", lambda: next(ticks) / 1000)
+        for _ in range(5):
+            await _add(db, b"small mail")
+        assert db.commits_in_thread >= 4  # after the first slow one, the rest go to the thread
+        async with db.read() as store:
+            assert await store.inbox.backlog() == 11
+
+
+@pytest.mark.sqlite_only
+async def test_the_log_is_copied_into_the_database_while_only_the_pipeline_writes(tmp_path: Path) -> None:
+    """The pipeline's connection checkpoints the write-ahead log itself: after many commits with nothing else
+    writing, the log stays small instead of growing with every mail."""
+    async with SqliteDatabase(tmp_path / "db.sqlite3") as db:
+        for _ in range(200):
+            await _add(db, b"y" * 12_000)  # about four pages of log each
+        wal = (tmp_path / "db.sqlite3-wal").stat().st_size
+    assert wal < 2 << 20, f"the log grew to {wal} bytes"

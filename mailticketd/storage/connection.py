@@ -12,8 +12,9 @@ SQLite's write lock (``BEGIN IMMEDIATE`` waited for it in the thread), so a
 statement can no longer wait for anyone, and the short indexed statements a
 transaction is made of run at once, in the caller's thread.  What could take
 long still goes to the thread: a statement carrying more than
-``INLINE_BYTES`` of data (a mail, an attachment), and ``COMMIT`` with its
-fsync.  The repositories use it exactly as they used aiosqlite's.
+``INLINE_BYTES`` of data (a mail, an attachment), and the ``COMMIT`` of such
+a transaction (``SqliteDatabase`` decides where a ``COMMIT`` runs).  The
+repositories use it exactly as they used aiosqlite's.
 """
 
 from __future__ import annotations
@@ -84,9 +85,10 @@ class _Statement:
     """Awaitable (``await conn.execute(…)``) and an async context manager (``async with conn.execute(…) as rows``)."""
 
     def __init__(self, connection: aiosqlite.Connection, inline: sqlite3.Connection | None, sql: str,
-                 parameters: Iterable[Any], many: bool) -> None:
+                 parameters: Iterable[Any], many: bool, owner: SqliteConnection | None = None) -> None:
         self._connection = connection
         self._inline = inline
+        self._owner = owner
         self._sql = sql
         self._parameters = parameters
         self._many = many
@@ -112,6 +114,8 @@ class _Statement:
                 small = _small(self._parameters)
             if small:
                 return self._run_inline(self._inline)
+            if self._owner is not None:
+                self._owner.heavy = True
         connection, sql = self._connection, self._sql
         if self._many:
             cursor = await connection.executemany(sql, self._parameters)
@@ -167,16 +171,20 @@ class SqliteConnection:
     def __init__(self, connection: aiosqlite.Connection, inline: sqlite3.Connection | None = None) -> None:
         self._connection = connection
         self._inline = inline
+        # A statement of this transaction carried more than INLINE_BYTES (or used blob I/O): its COMMIT writes
+        # that much, so it goes to the database thread too.
+        self.heavy = False
 
     def execute(self, sql: str, parameters: Iterable[Any] = ()) -> _Statement:
-        return _Statement(self._connection, self._inline, sql, parameters, many=False)
+        return _Statement(self._connection, self._inline, sql, parameters, many=False, owner=self)
 
     def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Statement:
-        return _Statement(self._connection, self._inline, sql, parameters, many=True)
+        return _Statement(self._connection, self._inline, sql, parameters, many=True, owner=self)
 
     async def in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` on the SQLite connection in the database thread, inside whatever transaction is open: for
         what takes long and cannot be one statement (incremental blob I/O)."""
+        self.heavy = True
         sqlite = self._connection._conn
         return cast(T, await self._connection._execute(work, sqlite))  # type: ignore[no-untyped-call]
 
