@@ -211,3 +211,24 @@ async def test_a_mail_whose_parse_process_dies_every_time_fails_after_three_trie
         assert prepared.mail.subject == "Danach"
     finally:
         await preparer.close()
+
+
+async def test_mails_started_together_are_each_prepared_when_their_pool_process_dies() -> None:
+    """Mails handed to the pool in one task come back each as its own result, in order; when the process dies
+    under them, every one is prepared again and none is lost."""
+    mails = [make_mail(subject=f"Störung {index}", body="Zeile mit Text.\n" * (PROCESS_LIMIT // 40))
+             for index in range(6)]
+    preparer = Preparer(1)
+    try:
+        together = preparer.start([(raw, False) for raw in mails])
+        assert [(await future).mail.subject for future in together] == [f"Störung {index}" for index in range(6)]
+        assert preparer.pools_built == 1
+        dying = preparer.start([(raw, False) for raw in mails])
+        while not preparer.process_ids():
+            await asyncio.sleep(0.001)
+        os.kill(preparer.process_ids()[0], signal.SIGKILL)
+        results = [await future for future in dying]
+        assert [prepared.mail.subject for prepared in results] == [f"Störung {index}" for index in range(6)]
+        assert preparer.losses >= 1 and preparer.pools_built >= 2
+    finally:
+        await preparer.close()

@@ -18,7 +18,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -57,6 +57,17 @@ def prepare(raw: bytes | Callable[[], Iterable[bytes]], whole: bool = False) -> 
     # quote cutter is the dearest part of a mail's processing; it runs twice only for such mails.
     new = new_text(mail.text)
     return PreparedMail(mail, new or visible_text(mail.text), new)
+
+
+def prepare_all(items: list[tuple[bytes, bool]]) -> list[PreparedMail | Exception]:
+    """``prepare`` for several mails in one task of the pool; a mail that fails gives its error, not the others'."""
+    prepared: list[PreparedMail | Exception] = []
+    for raw, whole in items:
+        try:
+            prepared.append(prepare(raw, whole))
+        except Exception as error:  # parse_mail never raises; anything else is this mail's alone
+            prepared.append(error)
+    return prepared
 
 
 class PoolLost(RuntimeError):
@@ -108,6 +119,7 @@ class Preparer:
         # One thread, so big mails are parsed in order and never two at once beside the event loop.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-prepare")
         self._pool: ProcessPoolExecutor | None = None
+        self._chunks: set[asyncio.Task[None]] = set()  # tasks of several mails (``start``) not done yet
         self.pools_built = 0
         self.losses = 0  # mails whose pool process died under them (each parsed again)
 
@@ -117,10 +129,62 @@ class Preparer:
             self.processes = processes
             self._drop_pool()
 
+    def pooled(self, raw: bytes | Callable[[], Iterable[bytes]]) -> bool:
+        """Whether this mail is parsed in the pool (else in the thread)."""
+        return self.processes >= 1 and isinstance(raw, bytes) and len(raw) <= PROCESS_LIMIT
+
+    def start(self, items: Sequence[tuple[bytes, bool]]) -> list[asyncio.Future[PreparedMail]]:
+        """Start preparing ``items`` (mails for the pool, with ``whole``) in the background; a future each, in order.
+
+        They go to the pool as one task per pool process rather than one task a mail: each task costs the daemon's
+        interpreter a wake-up of the pool's two threads and a hand-over of its lock.  When a pool process dies
+        under a task, its mails are prepared again one by one (``prepare``), so a mail that kills the pool fails
+        alone.
+        """
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[PreparedMail]] = [loop.create_future() for _ in items]
+        share = max(1, -(-len(items) // max(1, self.processes)))  # ceiling: every process gets work
+        for first in range(0, len(items), share):
+            chunk = [(index, *items[index]) for index in range(first, min(first + share, len(items)))]
+            task = asyncio.create_task(self._prepare_chunk(chunk, futures))
+            self._chunks.add(task)
+            task.add_done_callback(self._chunks.discard)
+        return futures
+
+    async def _prepare_chunk(self, chunk: list[tuple[int, bytes, bool]],
+                             futures: list[asyncio.Future[PreparedMail]]) -> None:
+        loop = asyncio.get_running_loop()
+        pool = self._current_pool()
+        try:
+            results = await loop.run_in_executor(pool, prepare_all, [(raw, whole) for _, raw, whole in chunk])
+        except BrokenProcessPool:
+            self.losses += 1
+            log.warning("inbox.parse_process_lost", attempt=1, of=POOL_ATTEMPTS, mails=len(chunk))
+            if pool is self._pool:
+                self._drop_pool()
+            for index, raw, whole in chunk:
+                if futures[index].done():  # dropped meanwhile (the daemon stops)
+                    continue
+                try:
+                    _settle(futures[index], await self.prepare(raw, whole=whole))
+                except Exception as error:
+                    _settle(futures[index], error)
+            return
+        except asyncio.CancelledError:  # the daemon stops: the rows stay pending
+            for index, _, _ in chunk:
+                futures[index].cancel()
+            raise
+        except Exception as error:  # the pool was shut down meanwhile (a reload resized it): tried again later
+            for index, _, _ in chunk:
+                _settle(futures[index], error)
+            return
+        for (index, _, _), result in zip(chunk, results):
+            _settle(futures[index], result)
+
     async def prepare(self, raw: bytes | Callable[[], Iterable[bytes]], *, whole: bool) -> PreparedMail:
         """``raw``: the mail's bytes, or for a big one a function giving its stored pieces (parsed in the thread)."""
         loop = asyncio.get_running_loop()
-        if self.processes < 1 or not isinstance(raw, bytes) or len(raw) > PROCESS_LIMIT:
+        if not self.pooled(raw):
             context = contextvars.copy_context()  # the parser's log lines name the mail
             return await loop.run_in_executor(self._thread, partial(context.run, prepare, raw, whole))
         for attempt in range(1, POOL_ATTEMPTS + 1):
@@ -153,8 +217,20 @@ class Preparer:
 
     async def close(self) -> None:
         """Let the work in hand finish and end the pool's processes and the thread."""
+        for task in list(self._chunks):
+            task.cancel()
+        await asyncio.gather(*self._chunks, return_exceptions=True)
         pool, self._pool = self._pool, None
         loop = asyncio.get_running_loop()
         if pool is not None:
             await loop.run_in_executor(None, partial(pool.shutdown, wait=True, cancel_futures=True))
         await loop.run_in_executor(None, partial(self._thread.shutdown, wait=True, cancel_futures=True))
+
+
+def _settle(future: asyncio.Future[PreparedMail], result: PreparedMail | Exception) -> None:
+    if future.done():  # cancelled meanwhile: the daemon stops, the row stays pending
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -52,7 +52,7 @@ class InboxWorker(QueueWorker):
         # Parsing (CPU) of the next rows overlaps the current row's transaction (waiting for the database), in
         # processes of their own beside the interpreter lock (or, for big mails, in one thread).
         self.preparer = Preparer(config.inbox.parse_processes)
-        self._ahead: deque[tuple[InboxRow, asyncio.Task[PreparedMail]]] = deque()
+        self._ahead: deque[tuple[InboxRow, asyncio.Future[PreparedMail]]] = deque()
         self._taken: set[int] = set()  # rows handed out and not finished: never read ahead a second time
         self._reading = asyncio.Lock()
         self._more = False  # the last read filled the look-ahead
@@ -126,8 +126,14 @@ class InboxWorker(QueueWorker):
                 limit=room, max_bytes=LOOK_AHEAD_BYTES, after=after)
         self._more = len(items) == room  # more rows may be waiting: worth topping up
         self.preparer.resize(self.config.inbox.parse_processes)  # a reload may have changed it
+        items = [(row, raw) for row, raw in items if row.id not in self._taken]
+        # The pool's mails go to it in a few tasks together; each of the others (big ones) in a task of its own.
+        pooled = {row.id: raw for row, raw in items if raw is not None and self.preparer.pooled(raw)}
+        started = iter(self.preparer.start([(raw, row.origin is not None) for row, raw in items if row.id in pooled
+                                            and raw is not None]))
         for row, raw in items:
-            if row.id in self._taken:
+            if row.id in pooled:
+                self._ahead.append((row, next(started)))
                 continue
             with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
                 # The task copies the context: the parser's log lines name the mail.

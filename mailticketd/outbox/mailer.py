@@ -159,7 +159,6 @@ class Mailer:
                                                      direction="out")
         return message_id
 
-
     async def flush(self, store: Store, batch: LetterBatch) -> None:
         """Write the batch's letters into their outbox rows: rendered and composed together, off the event loop."""
         if not batch.waiting:
