@@ -37,10 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import daemon_config, free_port, wait_for_port  # noqa: E402
+from load import daemon_config, free_port  # noqa: E402
 from population import fill  # noqa: E402
 from scale import _wait_finished  # noqa: E402
 from support_mail import SUPPORT, MailMaker, address  # noqa: E402
+from tests.process import wait_for_banner  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -152,7 +153,7 @@ def main() -> None:
             daemon = subprocess.Popen([sys.executable, "-m", "mailticketd", "--config", str(config), "serve"],
                                       cwd=args.root, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            wait_for_port(port, daemon)
+            wait_for_banner(port, daemon, folder / "daemon.log")
             warm, _ = MailMaker(20, 1, attachment_share=0.0).new()
             with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
                 client.sendmail(address(1, 0), [SUPPORT], warm)
