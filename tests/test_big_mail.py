@@ -64,11 +64,11 @@ async def test_every_attachment_of_a_big_mail_arrives_byte_identical_and_downloa
 LOG_LINE = "2026-11-30 03:14:13 de-fr-srv-0815 kernel: Größe überschritten, Prüfung läuft weiter, Lauf"
 
 
-def _log_mail(log: str, html: str | None = None) -> bytes:
+def _log_mail(log: str, html: str | None = None, subject: str = "Protokoll von de-fr-srv-0815") -> bytes:
     message = EmailMessage()
     message["From"] = COLLEAGUE
     message["To"] = "support@provider.example"
-    message["Subject"] = "Protokoll von de-fr-srv-0815"
+    message["Subject"] = subject
     message.set_content(log, cte="quoted-printable")
     if html is not None:
         message.add_alternative(html, subtype="html", cte="quoted-printable")
@@ -112,6 +112,19 @@ async def test_a_big_html_body_is_stored_whole(tmp_path: Path) -> None:
             [(stored_html,)] = await store.conn.execute_fetchall("SELECT html FROM articles WHERE id = ?",
                                                                  (article.id,))
     assert article.text == log and stored_html == html
+
+
+async def test_a_forwarded_big_log_is_shown_whole(tmp_path: Path) -> None:
+    """A forwarded mail holding a 2 MB log opens a ticket whose message is all of the forwarded text."""
+    log = "---------- Forwarded message ---------\n" + "".join(f"{LOG_LINE} {n}\n" for n in range(20000))
+    async with desk(tmp_path) as (daemon, _):
+        await people(daemon)
+        await deliver(daemon, _log_mail(log, subject="Fwd: Protokoll von de-fr-srv-0815"))
+        async with daemon.db.read() as store:
+            ticket = await store.tickets.by_number(10000)
+            assert ticket is not None
+            [article] = await store.articles.for_ticket(ticket.id)
+    assert article.text == log and article.visible_text == log.strip()
 
 
 @pytest.mark.sqlite_only

@@ -260,7 +260,7 @@ class ArticleRepository:
                   visible_text: str, html: str | None, flags: Sequence[str]) -> int:
         values = (ticket_id, inbox_id, author_id, author_address.lower(), author_status, kind, message_id, subject,
                   text, visible_text, html, json.dumps(list(flags)), iso(utc_now()))
-        if self.conn.dialect.incremental_blobs and (len(text) > BIG_TEXT or len(html or "") > BIG_TEXT):
+        if self.conn.dialect.incremental_blobs and max(len(text), len(visible_text), len(html or "")) > BIG_TEXT:
             assert isinstance(self.conn, SqliteConnection)
             return await self.conn.in_thread(lambda conn: _add_with_big_texts(conn, values))
         cursor = await self.conn.execute(_INSERT_ARTICLE, values)
@@ -345,8 +345,9 @@ class ArticleRepository:
         ]
 
 
-# An article's text or HTML longer than this (characters) is written by incremental blob I/O (a pasted log).
+# An article's text, visible text or HTML longer than this (characters) is written by incremental blob I/O.
 BIG_TEXT = 1 << 20
+_TEXT_COLUMNS = ("text", "visible_text", "html")
 _PIECE = 1 << 20
 
 
@@ -357,12 +358,12 @@ def _utf8_pieces(text: str) -> Iterator[bytes]:
 
 
 def _add_with_big_texts(conn: sqlite3.Connection, values: tuple[object, ...]) -> int:
-    """Insert an article whose text or HTML is big: each big one goes in as a placeholder text of its UTF-8 size,
+    """Insert an article with a big text (a pasted log): each big one goes in as a placeholder text of its UTF-8 size,
     then its UTF-8 is written into it piece by piece.  Bound whole, SQLite made its own copy of the text beside
     Python's UTF-8 copy of the string and the record it builds (three copies of a 20 MB log besides the string);
     this way only the placeholder and the record are made, and Python never holds the whole UTF-8 at once."""
     big = {index: value for index, value in enumerate(values)
-           if _ARTICLE_COLUMNS[index] in ("text", "html") and isinstance(value, str) and len(value) > BIG_TEXT}
+           if _ARTICLE_COLUMNS[index] in _TEXT_COLUMNS and isinstance(value, str) and len(value) > BIG_TEXT}
     marks = ", ".join("CAST(zeroblob(?) AS TEXT)" if index in big else "?" for index in range(len(values)))
     parameters = [sum(map(len, _utf8_pieces(big[index]))) if index in big else value
                   for index, value in enumerate(values)]
