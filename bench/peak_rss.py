@@ -1,6 +1,6 @@
 """Benchmark: the daemon's peak memory above idle for a 25 MB mail and for 200 open SMTP sessions.
 
-Run: .venv/bin/python bench/peak_rss.py [--megabytes 25] [--sessions 200] [--text] [--root CHECKOUT]
+Run: .venv/bin/python bench/peak_rss.py [--megabytes 25] [--sessions 200] [--text [--wide]] [--root CHECKOUT]
 
 It starts ``mailticketd serve`` as a process of its own on a fresh database
 with a small directory (bench/population.py), lets it process one small mail
@@ -11,8 +11,10 @@ after resetting the peak (``/proc/PID/clear_refs``), it reads the peak RSS
 1. while ``--sessions`` clients on 127.0.0.1 hold a session open (EHLO, MAIL,
    RCPT, then wait) for five seconds;
 2. while a mail of ``--megabytes`` MB (three attachments, base64; with
-   ``--text`` a pasted log as its body instead) is accepted, processed into a
-   ticket and its notifications are written.
+   ``--text`` a pasted log as its body instead; ``--wide``: its lines carry
+   characters beyond Latin-1, "→" and "€", which make Python's string of it
+   two bytes a character) is accepted, processed into a ticket and its
+   notifications are written.
 
 Figures are MB (2**20 bytes) above idle; the mail's peak is also given as a
 multiple of the mail's size.  They count the daemon's whole process tree (a
@@ -37,10 +39,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import daemon_config, free_port, wait_for_port  # noqa: E402
+from load import daemon_config, free_port  # noqa: E402
 from population import fill  # noqa: E402
 from scale import _wait_finished  # noqa: E402
 from support_mail import SUPPORT, MailMaker, address  # noqa: E402
+from tests.process import wait_for_banner  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -94,7 +97,7 @@ def big_mail(megabytes: float) -> bytes:
     return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
-def big_text_mail(megabytes: float) -> bytes:
+def big_text_mail(megabytes: float, wide: bool = False) -> bytes:
     """A support mail whose body is a pasted log of ``megabytes`` MB (German, quoted-printable), no attachments."""
     message = EmailMessage()
     message["From"] = address(1, 0)
@@ -102,6 +105,8 @@ def big_text_mail(megabytes: float) -> bytes:
     message["Subject"] = "Protokoll von de-aa-srv-0000"
     message["Message-ID"] = "<big.2@mail.kunde.example>"
     line = "2026-11-30 03:14:13 de-aa-srv-0000 kernel: Größe überschritten, Prüfung läuft weiter\n"
+    if wide:
+        line = line.replace("weiter", "weiter → 5 €")
     sample = EmailMessage()
     sample.set_content(line * 100, cte="quoted-printable")
     per_line = len(sample.get_payload()) / 100  # as sent: quoted-printable, CRLF
@@ -140,8 +145,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--root", type=Path, default=HERE.parent, help="the checkout whose daemon is measured")
     parser.add_argument("--text", action="store_true", help="a mail whose body is a pasted log, no attachments")
+    parser.add_argument("--wide", action="store_true", help="with --text: the log has characters beyond Latin-1")
     args = parser.parse_args()
-    raw = big_text_mail(args.megabytes) if args.text else big_mail(args.megabytes)
+    raw = big_text_mail(args.megabytes, args.wide) if args.text else big_mail(args.megabytes)
     with tempfile.TemporaryDirectory(prefix="mailticketd-rss-") as name:
         folder = Path(name)
         database = folder / "db.sqlite3"
@@ -152,7 +158,7 @@ def main() -> None:
             daemon = subprocess.Popen([sys.executable, "-m", "mailticketd", "--config", str(config), "serve"],
                                       cwd=args.root, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            wait_for_port(port, daemon)
+            wait_for_banner(port, daemon, folder / "daemon.log")
             warm, _ = MailMaker(20, 1, attachment_share=0.0).new()
             with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
                 client.sendmail(address(1, 0), [SUPPORT], warm)
@@ -181,7 +187,8 @@ def main() -> None:
     print(f"idle RSS: {idle:.1f} MB (after one small mail; {members} process(es) in the daemon's tree)")
     print(f"{held} of {args.sessions} sessions held open: peak {sessions_peak:.1f} MB above idle"
           f" = {sessions_peak * 1024 / max(held, 1):.0f} KB a session")
-    print(f"{size:.1f} MB mail ({'a text body' if args.text else '3 attachments'}), accepted and processed in {took:.1f} s: peak {mail_peak:.1f} MB"
+    kind = ("a text body beyond Latin-1" if args.wide else "a text body") if args.text else "3 attachments"
+    print(f"{size:.1f} MB mail ({kind}), accepted and processed in {took:.1f} s: peak {mail_peak:.1f} MB"
           f" above idle ({idle_before_mail:.1f} MB) = {mail_peak / size:.2f}x the mail; still held after it:"
           f" {kept:.1f} MB")
 

@@ -34,9 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import daemon_config, free_port, wait_for_port  # noqa: E402
+from load import daemon_config, free_port  # noqa: E402
 from population import HISTORY, OPEN_FOR, fill, message_ids_of, organisations_for, requester_of, ticket_number  # noqa: E402
 from support_mail import SUPPORT, MailMaker, address, tag, vm_name  # noqa: E402
+from tests.process import wait_for_banner  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("new", "reply by tag", "reply by In-Reply-To")
@@ -102,7 +103,7 @@ def measure(size: int, args: argparse.Namespace, folder: Path) -> dict[str, floa
         daemon = subprocess.Popen([sys.executable, "-m", "mailticketd", "--config", str(config), "serve"],
                                   cwd=args.root, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        wait_for_port(port, daemon, timeout=120)
+        wait_for_banner(port, daemon, timeout=120)
         _burst(port, database, _mails("new", size, 5, seed=1), args.timeout)  # warm-up
         for number, kind in enumerate(KINDS):
             tickets = _count(database, "SELECT count(*) FROM tickets")

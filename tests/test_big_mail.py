@@ -7,6 +7,7 @@ import os
 import re
 import sqlite3
 from importlib import resources
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from mailticketd.app import Daemon
 from mailticketd.storage.db import _statements
 from tests.helpdesk import COLLEAGUE, MANAGER, browserless, people
 from tests.helpers import make_config, make_mail, settle
-from tests.outbound import deliver, desk
+from tests.outbound import OPERATOR, body_of, deliver, desk, mails_to, parsed, to
 
 # Past the SMTP spool threshold and the inbox's whole-read size (1 MiB): the chunked path end to end.
 BINARY = os.urandom(3_000_000)
@@ -58,6 +59,72 @@ async def test_every_attachment_of_a_big_mail_arrives_byte_identical_and_downloa
                 async with manager.session.get(link) as response:
                     assert response.status == 200 and response.headers["Content-Type"].startswith(content_type)
                     assert await response.read() == content, name
+
+
+LOG_LINE = "2026-11-30 03:14:13 de-fr-srv-0815 kernel: Größe überschritten, Prüfung läuft weiter, Lauf"
+
+
+def _log_mail(log: str, html: str | None = None, subject: str = "Protokoll von de-fr-srv-0815") -> bytes:
+    message = EmailMessage()
+    message["From"] = COLLEAGUE
+    message["To"] = "support@provider.example"
+    message["Subject"] = subject
+    message.set_content(log, cte="quoted-printable")
+    if html is not None:
+        message.add_alternative(html, subtype="html", cte="quoted-printable")
+    return message.as_bytes()
+
+
+async def test_a_pasted_log_is_stored_whole_and_shown_whole_on_the_ticket_page(tmp_path: Path) -> None:
+    """A mail whose body is a pasted 3 MB log becomes an article holding every character of it: the ticket page
+    shows all of it (its first megabyte as the message, the whole under the fold) and the operators' notice
+    carries the first megabyte."""
+    log = "Hallo,\n\nhier das Protokoll:\n\n" + "".join(f"{LOG_LINE} {n}\n" for n in range(32000)) + "Grüße, Bob\n"
+    assert len(log) > 3_000_000
+    async with desk(tmp_path) as (daemon, sink):
+        await people(daemon)
+        await deliver(daemon, _log_mail(log))
+        async with daemon.db.read() as store:
+            ticket = await store.tickets.by_number(10000)
+            assert ticket is not None
+            [article] = await store.articles.for_ticket(ticket.id)
+        assert article.text == log
+        assert article.visible_text.startswith(log[:1000]) and 1_000_000 < len(article.visible_text) < 1 << 20
+        async with browserless(daemon, address=MANAGER) as manager:
+            page = (await manager.get("/tickets/10000"))[1]
+        assert page.count(f"{LOG_LINE} 1\n") == 2 and log.strip() in page  # as the message, and whole
+        [notice] = await mails_to(sink, 1, where=to(OPERATOR))
+        text = body_of(parsed(notice))
+        assert article.visible_text in text.replace("\r\n", "\n") and f"{LOG_LINE} 31999" not in text
+
+
+async def test_a_big_html_body_is_stored_whole(tmp_path: Path) -> None:
+    """A mail with a 2 MB text and a 2 MB HTML version of a log keeps both whole in its article."""
+    log = "".join(f"{LOG_LINE} {n}\n" for n in range(20000))
+    html = "<html><body><pre>" + log + "</pre></body></html>\n"
+    async with desk(tmp_path) as (daemon, _):
+        await people(daemon)
+        await deliver(daemon, _log_mail(log, html))
+        async with daemon.db.read() as store:
+            ticket = await store.tickets.by_number(10000)
+            assert ticket is not None
+            [article] = await store.articles.for_ticket(ticket.id)
+            [(stored_html,)] = await store.conn.execute_fetchall("SELECT html FROM articles WHERE id = ?",
+                                                                 (article.id,))
+    assert article.text == log and stored_html == html
+
+
+async def test_a_forwarded_big_log_is_shown_whole(tmp_path: Path) -> None:
+    """A forwarded mail holding a 2 MB log opens a ticket whose message is all of the forwarded text."""
+    log = "---------- Forwarded message ---------\n" + "".join(f"{LOG_LINE} {n}\n" for n in range(20000))
+    async with desk(tmp_path) as (daemon, _):
+        await people(daemon)
+        await deliver(daemon, _log_mail(log, subject="Fwd: Protokoll von de-fr-srv-0815"))
+        async with daemon.db.read() as store:
+            ticket = await store.tickets.by_number(10000)
+            assert ticket is not None
+            [article] = await store.articles.for_ticket(ticket.id)
+    assert article.text == log and article.visible_text == log.strip()
 
 
 @pytest.mark.sqlite_only

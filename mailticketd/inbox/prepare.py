@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import multiprocessing
 import os
 import select
@@ -35,6 +36,9 @@ log = structlog.get_logger("mailticketd.inbox")
 # reads a mail in chunks to bound its memory (mail/parse.py).
 PROCESS_LIMIT = 1 << 20
 POOL_ATTEMPTS = 3
+# Memory blocks from this size on are mapped for each allocation and given back to the system when freed.
+BIG_BLOCK = 1 << 20
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,18 @@ def prepare_all(items: list[tuple[bytes, bool]]) -> list[PreparedMail | Exceptio
         except Exception as error:  # parse_mail never raises; anything else is this mail's alone
             prepared.append(error)
     return prepared
+
+
+def return_big_blocks() -> None:
+    """Have the C allocator give every block of ``BIG_BLOCK`` bytes or more back when it is freed (glibc).
+
+    By default glibc raises its threshold for mapping a block to the size of the biggest block freed, so after
+    one big mail the copies of the next (its text, its UTF-8, SQLite's record, each made in another thread) came
+    from the allocator's heaps and stayed there: the daemon's RSS grew by their sum rather than by what it held at
+    once, and kept it.  Ordinary mails make no block that big.  Elsewhere (another C library) nothing changes."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, BIG_BLOCK)
 
 
 class PoolLost(RuntimeError):
@@ -115,6 +131,7 @@ class Preparer:
     """Prepare mails in the pool of processes or, for big ones, in one thread; ``close`` ends both."""
 
     def __init__(self, processes: int) -> None:
+        return_big_blocks()  # a big mail is prepared and stored in this process
         self.processes = processes
         # One thread, so big mails are parsed in order and never two at once beside the event loop.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-prepare")

@@ -42,7 +42,7 @@ def codec_of(charset: str | None) -> str | None:
 _NO_SURROGATES = frozenset({"utf-8", "ascii", "iso8859-1", "iso8859-15", "cp1252", "cp1250", "cp1251", "cp1254"})
 
 
-def _strict(data: bytes, codec: str) -> str | None:
+def _strict(data: bytes | bytearray, codec: str) -> str | None:
     try:
         text = data.decode(codec)
         if codec not in _NO_SURROGATES:
@@ -52,7 +52,7 @@ def _strict(data: bytes, codec: str) -> str | None:
         return None
 
 
-def _lenient(data: bytes, codec: str) -> tuple[str, float]:
+def _lenient(data: bytes | bytearray, codec: str) -> tuple[str, float]:
     """Decode replacing bad bytes; also the share of non-ASCII characters that decoded cleanly."""
     try:
         text = data.decode(codec, errors="replace").encode("utf-8", "replace").decode("utf-8")
@@ -63,7 +63,7 @@ def _lenient(data: bytes, codec: str) -> tuple[str, float]:
     return text, (foreign - bad) / foreign if foreign else 1.0
 
 
-def detect(data: bytes, limit: int = MAX_DETECTION_INPUT) -> str | None:
+def detect(data: bytes | bytearray, limit: int = MAX_DETECTION_INPUT) -> str | None:
     """The charset detection believes in for undeclared 8-bit bytes, or None when the Latin guess is as good."""
     sample = data[:limit]
     if sum(1 for byte in sample if byte > 0x7F) < MIN_DETECTION_BYTES:
@@ -86,7 +86,7 @@ def detect(data: bytes, limit: int = MAX_DETECTION_INPUT) -> str | None:
     return codec
 
 
-def decode_bytes(data: bytes, charset: str | None = None, notes: list[str] | None = None) -> str:
+def decode_bytes(data: bytes | bytearray, charset: str | None = None, notes: list[str] | None = None) -> str:
     """Decode a body: declared charset, else UTF-8, keeping all valid characters of a mostly fitting one.
 
     A declared charset with a few bad bytes keeps every good character and replaces only the bad

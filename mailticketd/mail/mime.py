@@ -8,7 +8,6 @@ import email.policy
 import hashlib
 import mimetypes
 import quopri
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
@@ -58,7 +57,7 @@ class DecodingMessage(Message):
     _taken: bytearray | None = None
     _kind = ""  # "" undecided, "base64", "text", or "no"
     _markers = 0  # lines the parser holds as a newline in place of a taken one
-    _body: bytes | None = None
+    _body: bytearray | None = None
 
     def take(self, line: str) -> bool:
         """Keep ``line`` of the body; False when this part or line is not one to take."""
@@ -103,7 +102,7 @@ class DecodingMessage(Message):
             if self._kind == "no":  # taking stopped half-way: the taken lines first, then the parser's
                 payload = taken.decode("ascii", "surrogateescape") + payload[self._markers:]
             elif self._kind == "text":
-                self._body = bytes(taken)
+                self._body = taken  # kept as it is: a copy of a pasted 20 MB log beside it was the parse's peak
                 payload = "\n"  # one newline: the multipart parser takes it off when the part ends at a boundary
             else:
                 try:
@@ -113,15 +112,16 @@ class DecodingMessage(Message):
                     payload = taken.decode("ascii")  # broken padding and the like: the lenient decoder (_content)
         super().set_payload(payload, charset)
 
-    def take_body(self) -> bytes | None:
+    def take_body(self) -> bytes | bytearray | None:
         """A text part's transfer-decoded bytes, as ``get_payload(decode=True)`` gives them, read once: from the
         taken bytes, or from a big text with the text dropped first.  None for other parts and small texts."""
         encoding = str(self.get("content-transfer-encoding", "")).strip().lower()
         payload: object = getattr(self, "_payload", None)
+        data: bytes | bytearray
         if self._body is not None:
             data, self._body = self._body, None
             if payload == "":  # the parser took the line end before the boundary off the part
-                data = _LAST_LINE_END.sub(b"", data)
+                del data[len(data) - _line_end(data):]
         elif isinstance(payload, str) and len(payload) >= _BIG_TEXT and encoding in _PLAIN_ENCODINGS:
             try:
                 data = payload.encode("ascii", "surrogateescape")  # the bytes the parser read (it decoded them so)
@@ -131,10 +131,34 @@ class DecodingMessage(Message):
         else:
             return None
         self._payload = ""
-        return binascii.a2b_qp(data) if encoding == "quoted-printable" else data
+        return _qp_decoded(data) if encoding == "quoted-printable" else bytes(data)
 
 
-_LAST_LINE_END = re.compile(rb"(?:\r\n|\r|\n)\Z")
+def _qp_decoded(data: bytes | bytearray) -> bytearray:
+    """``binascii.a2b_qp(data)``, a piece at a time: whole, it held a buffer of the input's size besides the input
+    and its result (a third copy of a pasted log).  Each piece ends after a line feed, and a2b_qp looks past a line
+    feed for nothing (an escape, a soft line break, a skipped run end before it): the pieces read as the whole."""
+    decoded = bytearray()
+    with memoryview(data) as view:
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start + _QP_PIECE)
+            end = len(data) if end < 0 else end + 1
+            decoded += binascii.a2b_qp(view[start:end])
+            start = end
+    return decoded
+
+
+_QP_PIECE = 1 << 20
+
+
+def _line_end(data: bytearray) -> int:
+    """How many bytes the line end at the end of ``data`` has (CRLF, CR or LF), 0 without one."""
+    if data.endswith(b"\r\n"):
+        return 2
+    return 1 if data.endswith((b"\r", b"\n")) else 0
+
+
 # A text part this long is decoded by take_body; the transfer encodings it decodes as the standard library does.
 _BIG_TEXT = 1 << 20
 _PLAIN_ENCODINGS = frozenset({"quoted-printable", "7bit", "8bit", "binary", ""})
@@ -215,7 +239,8 @@ class Body:
         if data is None:
             data = part.get_payload(decode=True)
         charset = attempt(self.notes, "charset", part.get_content_charset, None)
-        text = decode_bytes(data if isinstance(data, bytes) else b"", charset, self.notes)
+        text = decode_bytes(data if isinstance(data, (bytes, bytearray)) else b"", charset, self.notes)
+        del data  # a pasted log's bytes go before its line ends are made into a second string
         return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -250,7 +275,7 @@ def _content(part: Message) -> bytes:
     if isinstance(part, DecodingMessage) and part.decoded is not None:
         return part.decoded
     if isinstance(part, DecodingMessage) and (body := part.take_body()) is not None:
-        return body
+        return bytes(body)
     if part.is_multipart():  # message/rfc822 and message/delivery-status hold parsed blocks
         chunks = []
         for block in part.get_payload():

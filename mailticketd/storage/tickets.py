@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mailticketd.clock import iso, utc_now
@@ -82,6 +82,13 @@ class NewAttachment:
 
 def _marks(count: int) -> str:
     return ", ".join("?" for _ in range(count))
+
+
+# The columns of an article as ``ArticleRepository.add`` writes them, in the order of its values.
+_ARTICLE_COLUMNS = ("ticket_id", "inbox_id", "author_id", "author_address", "author_status", "kind", "message_id",
+                    "subject", "text", "visible_text", "html", "flags", "created_at")
+_INSERT_ARTICLE = (f"INSERT INTO articles ({', '.join(_ARTICLE_COLUMNS)}) VALUES ({_marks(len(_ARTICLE_COLUMNS))})"
+                   " RETURNING id")
 
 
 class TicketRepository:
@@ -251,13 +258,12 @@ class ArticleRepository:
     async def add(self, *, ticket_id: int, inbox_id: int | None, author_id: int | None, author_address: str,
                   author_status: str, kind: str, message_id: str | None, subject: str, text: str,
                   visible_text: str, html: str | None, flags: Sequence[str]) -> int:
-        cursor = await self.conn.execute(
-            "INSERT INTO articles (ticket_id, inbox_id, author_id, author_address, author_status, kind, message_id,"
-            " subject, text, visible_text, html, flags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " RETURNING id",
-            (ticket_id, inbox_id, author_id, author_address.lower(), author_status, kind, message_id, subject,
-             text, visible_text, html, json.dumps(list(flags)), iso(utc_now())),
-        )
+        values = (ticket_id, inbox_id, author_id, author_address.lower(), author_status, kind, message_id, subject,
+                  text, visible_text, html, json.dumps(list(flags)), iso(utc_now()))
+        if self.conn.dialect.incremental_blobs and max(len(text), len(visible_text), len(html or "")) > BIG_TEXT:
+            assert isinstance(self.conn, SqliteConnection)
+            return await self.conn.in_thread(lambda conn: _add_with_big_texts(conn, values))
+        cursor = await self.conn.execute(_INSERT_ARTICLE, values)
         return int((await cursor.fetchone())[0])
 
     async def last_customer_mail(self, ticket_id: int) -> int | None:
@@ -337,6 +343,38 @@ class ArticleRepository:
                         attachments=tuple(files.get(v[0], ())))
             for v in rows
         ]
+
+
+# An article's text, visible text or HTML longer than this (characters) is written by incremental blob I/O.
+BIG_TEXT = 1 << 20
+_TEXT_COLUMNS = ("text", "visible_text", "html")
+_PIECE = 1 << 20
+
+
+def _utf8_pieces(text: str) -> Iterator[bytes]:
+    """``text`` as UTF-8, a piece at a time (a character is never split: each is encoded on its own)."""
+    for start in range(0, len(text), _PIECE):
+        yield text[start:start + _PIECE].encode("utf-8")
+
+
+def _add_with_big_texts(conn: sqlite3.Connection, values: tuple[object, ...]) -> int:
+    """Insert an article with a big text (a pasted log): each big one goes in as a placeholder text of its UTF-8 size,
+    then its UTF-8 is written into it piece by piece.  Bound whole, SQLite made its own copy of the text beside
+    Python's UTF-8 copy of the string and the record it builds (three copies of a 20 MB log besides the string);
+    this way only the placeholder and the record are made, and Python never holds the whole UTF-8 at once."""
+    big = {index: value for index, value in enumerate(values)
+           if _ARTICLE_COLUMNS[index] in _TEXT_COLUMNS and isinstance(value, str) and len(value) > BIG_TEXT}
+    marks = ", ".join("CAST(zeroblob(?) AS TEXT)" if index in big else "?" for index in range(len(values)))
+    parameters = [sum(map(len, _utf8_pieces(big[index]))) if index in big else value
+                  for index, value in enumerate(values)]
+    cursor = conn.execute(f"INSERT INTO articles ({', '.join(_ARTICLE_COLUMNS)}) VALUES ({marks})", parameters)
+    article_id = cursor.lastrowid
+    assert article_id is not None
+    for index, text in big.items():
+        with conn.blobopen("articles", _ARTICLE_COLUMNS[index], article_id) as blob:
+            for piece in _utf8_pieces(text):
+                blob.write(piece)
+    return article_id
 
 
 def _store_big_blob(conn: sqlite3.Connection, sha256: str, content: bytes) -> None:

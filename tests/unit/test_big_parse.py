@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import random
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -73,3 +74,33 @@ def test_the_corpus_reads_the_same_from_pieces() -> None:
                 sorted(a.sha256 for a in pieces.attachments) != sorted(a.sha256 for a in whole.attachments):
             differing.append(path.name)
     assert differing == []
+
+
+@pytest.mark.parametrize("attached", [False, True])
+def test_a_big_quoted_printable_body_with_every_kind_of_escape_reads_as_the_standard_library_reads_it(
+        attached: bool) -> None:
+    """A 3 MB quoted-printable text (decoded a megabyte at a time) with escapes, soft line breaks, stray equals
+    signs and bare carriage returns at every place reads exactly as the standard library reads it, as the body
+    and as an attached text file."""
+    rng = random.Random(13)
+    tokens = ["Gr=C3=B6=C3=9Fe", "=C3=BCberschritten", "=3D", "==", "=ZZ", "= ", "=\r", "\r", "=A", "Pr=C3=BCfung",
+              "kernel:", "de-fr-srv-0815", "=\t"]
+    ends = ["\r\n", "=\r\n", "\n", "=\n", "\r\n", "\r\n"]
+    lines = []
+    size = 0
+    while size < 3_000_000:
+        line = " ".join(rng.choice(tokens) for _ in range(rng.randrange(1, 12))) + rng.choice(ends)
+        lines.append(line)
+        size += len(line)
+    body = "".join(lines).encode("ascii") + b"Ende="  # a trailing '=' without a line end
+    disposition = b'Content-Disposition: attachment; filename="log.txt"\r\n' if attached else b""
+    raw = (b"From: kunde@customer.example\r\nSubject: Protokoll\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n'
+           b"\r\nHallo\r\n--b\r\n" + disposition + b"Content-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body + b"\r\n--b--\r\n")
+    reference = Body([])
+    reference.visit(email.message_from_bytes(raw, policy=email.policy.compat32))
+    mail = parse_mail_chunks(_pieces(raw, 65536))
+    assert len(mail.text) > 1_000_000 or attached
+    assert mail.text == reference.plain
+    assert [a.content for a in mail.attachments] == [a.content for a in reference.attachments]

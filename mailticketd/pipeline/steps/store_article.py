@@ -36,8 +36,8 @@ class StoreArticle:
             await store.tickets.set_thread_index(ctx.ticket.id, thread_index)
             # The letters of this mail continue that conversation (and need not store an index of their own).
             ctx.ticket = replace(ctx.ticket, thread_index=thread_index)
-            if _FORWARD.match(ctx.mail.subject) and ctx.mail.text.strip():
-                ctx.visible_text = ctx.mail.text.strip()
+            if _FORWARD.match(ctx.mail.subject) and (whole := ctx.mail.text.strip()):
+                ctx.visible_text = whole
         elif ctx.kind == "mail" and not ctx.operator and (ctx.reopen or ctx.ticket.status == "pending"):
             ctx.ticket = await store.tickets.set_status(ctx.ticket.id, "open")
             if ctx.reopen:
