@@ -145,7 +145,7 @@ class InboxWorker(QueueWorker):
         envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,
                             web=WebOrigin.from_row(row.origin))
         letters = LetterBatch()
-        async with self.db.transaction() as store:
+        async with self.db.transaction(backlog=bool(self._ahead)) as store:
             if not await store.inbox.still_claimed(row.id, self.db.owner):
                 log.warning("mail.taken_over")  # our lease ended and another daemon took the mail: it is theirs
                 return

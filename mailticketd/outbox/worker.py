@@ -127,7 +127,7 @@ class DeliveryWorker(QueueWorker):
         now = self.clock()
         limit = max(0, self._batch - len(self._claimed))
         try:
-            async with self.db.transaction() as store:
+            async with self.db.transaction(backlog=len(self._unrecorded) > 1) as store:
                 if not self._leases_released:
                     await store.outbox.release_leases()
                 if self._unrecorded:

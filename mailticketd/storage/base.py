@@ -111,9 +111,10 @@ class Database(ABC):
         await self.close()
 
     @abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[Store]:
+    def transaction(self, *, backlog: bool = False) -> AbstractAsyncContextManager[Store]:
         """A write transaction, one at a time across every daemon on the database: committed when the block ends,
-        rolled back if it raises."""
+        rolled back if it raises.  ``backlog``: more work waits behind this one (a storm), so the backend may
+        favour throughput over the latency of others for its commit."""
 
     @abstractmethod
     def read(self) -> AbstractAsyncContextManager[Store]:

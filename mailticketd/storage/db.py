@@ -31,8 +31,10 @@ __all__ = ["SqliteDatabase", "SchemaTooNew", "Store"]
 
 log = structlog.get_logger("mailticketd.storage")
 
-# A small transaction commits in the event loop's thread while its COMMITs take less than this on average (a
-# fast disk); past it (a slow disk, a busy machine) they go to the database thread, so the loop never waits long.
+# In a storm (more work waiting behind a transaction) a small transaction commits in the event loop's thread while
+# its COMMITs take less than this on average (a fast disk): a trip to the database thread and back costs more than
+# writing a few pages and one fsync of the log.  Past it (a slow disk, a busy machine), and whenever no work waits
+# (then the SMTP sessions' latency counts more than the pipeline's throughput), COMMIT runs in the database thread.
 QUICK_COMMIT = 0.002
 # This connection checkpoints the log itself, in the database thread, every so many commits (about SQLite's own
 # 1,000 pages for ordinary mail); the intake's connection keeps SQLite's automatic checkpoints in its own thread.
@@ -130,34 +132,35 @@ class SqliteDatabase(Database):
             raise
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Store]:
+    async def transaction(self, *, backlog: bool = False) -> AsyncIterator[Store]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         conn = self._require()
-        async with self._lock, self._turn.hold():
-            try:
-                await self._begin(conn)
-                connection = SqliteConnection(conn, _sqlite(conn))
-                yield Store(connection)
-                await self._commit(conn, small=not connection.heavy)
-            except BaseException:
-                # Also after a cancellation mid-BEGIN or a failed COMMIT: the connection must leave
-                # the lock outside any transaction, or every later BEGIN fails.
-                await asyncio.shield(_rollback(conn))
-                raise
-            if self._commits % CHECKPOINT_EVERY == 0:
+        async with self._lock:
+            async with self._turn.hold():
+                try:
+                    await self._begin(conn)
+                    connection = SqliteConnection(conn, _sqlite(conn))
+                    yield Store(connection)
+                    await self._commit(conn, quick=backlog and not connection.heavy)
+                except BaseException:
+                    # Also after a cancellation mid-BEGIN or a failed COMMIT: the connection must leave
+                    # the lock outside any transaction, or every later BEGIN fails.
+                    await asyncio.shield(_rollback(conn))
+                    raise
+            if self._commits % CHECKPOINT_EVERY == 0:  # after the turn: the intake commits meanwhile
                 await self._checkpoint(conn)
 
-    async def _commit(self, conn: aiosqlite.Connection, *, small: bool) -> None:
-        """``COMMIT``: a small transaction's at once while commits are quick (a trip to the database thread and
-        back costs more than writing a few pages and one fsync of the log), else in the database thread."""
+    async def _commit(self, conn: aiosqlite.Connection, *, quick: bool) -> None:
+        """``COMMIT``: a small transaction's in a storm at once while commits are quick (``QUICK_COMMIT``), else in
+        the database thread."""
         started = time.perf_counter()
-        if small and self._commit_seconds < QUICK_COMMIT:
+        if quick and self._commit_seconds < QUICK_COMMIT:
             _sqlite(conn).execute("COMMIT")
         else:
             await conn.execute("COMMIT")
             self.commits_in_thread += 1
         self._commits += 1
-        if small:  # what the disk takes now: a slow one sends the commits back to the thread
+        if quick:  # what the disk takes now: a slow one sends the commits back to the thread
             self._commit_seconds += (time.perf_counter() - started - self._commit_seconds) / 8
 
     async def _checkpoint(self, conn: aiosqlite.Connection) -> None:

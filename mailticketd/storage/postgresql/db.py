@@ -119,7 +119,7 @@ class PostgresDatabase(Database):
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATE_LOCK)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Store]:
+    async def transaction(self, *, backlog: bool = False) -> AsyncIterator[Store]:
         pool = self._require()
         async with self._lock, pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
