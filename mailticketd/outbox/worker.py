@@ -10,7 +10,10 @@ disk full) stays leased and is kept in memory until the database takes the
 mark.  While the database cannot be written the worker sends nothing and
 ``stopped`` says why (the health report shows it); it resumes by itself.
 A crash between the send and the mark is the only way a mail can go out
-twice: the daemon ends every lease when it starts.
+twice: the daemon ends every lease when it starts.  Towards a relay that is
+at most one mail, as each is marked before the next is claimed; the maildir,
+where a repeat replaces its copy, takes up to ``BATCH`` rows a claim and
+writes them in one go.
 """
 
 from __future__ import annotations
