@@ -556,3 +556,35 @@ async def test_count_recent_counts_automatic_mails_to_one_address(tmp_path: Path
             count = await store.outbox.count_recent("anna@customer.example", ("ack", "notice"),
                                                     now - timedelta(hours=1))
     assert count == 2
+
+
+async def test_mails_claimed_for_the_maildir_go_to_a_relay_one_a_claim_after_a_reload(tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a reload switches from the maildir to a relay while a batch is claimed, the relay still gets one mail
+    at a time, each marked before the next: a crash then repeats at most one."""
+    import mailticketd.outbox.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "BATCH", 3)
+    async with Sink() as sink:
+        config = relay_config(tmp_path, sink.relay)
+        async with database_for(config.storage) as db:
+            ids = [await enqueue(db, f"kunde{n}@customer.example") for n in range(6)]
+            worker = DeliveryWorker(db, config, MaildirTransport(tmp_path / "maildir"))
+            assert await worker.process_next() is True  # three written, marked, and the next three claimed
+            relay = make_transport(config.outbound)
+            sent = 0
+
+            class DiesAtTheSecond:
+                async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+                    nonlocal sent
+                    await relay.send(mail_from, rcpt_to, raw, delivery_id=delivery_id)
+                    sent += 1
+                    if sent == 2:
+                        raise SystemExit("killed")
+
+            worker.transport = DiesAtTheSecond()  # what a reload does
+            with pytest.raises(SystemExit):
+                await worker.drain()
+            statuses = [(await row_of(db, outbox_id)).status for outbox_id in ids]
+    assert len(sink.received) == 2
+    assert statuses == ["sent", "sent", "sent", "sent", "queued", "queued"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from mailticketd.clock import utc_now
 from mailticketd.storage import SqliteDatabase, database_for
 from tests.helpers import make_config
 
@@ -89,3 +91,47 @@ async def test_the_log_is_copied_into_the_database_while_only_the_pipeline_write
             await _add(db, b"y" * 12_000)  # about four pages of log each
         wal = (tmp_path / "db.sqlite3-wal").stat().st_size
     assert wal < 2 << 20, f"the log grew to {wal} bytes"
+
+
+@pytest.mark.sqlite_only
+async def test_a_transaction_of_many_small_statements_commits_in_the_database_thread(tmp_path: Path) -> None:
+    """A mail of many small attachments (each statement small, all of them big) never commits in the event loop's
+    thread, even in a storm."""
+    async with SqliteDatabase(tmp_path / "db.sqlite3") as db:
+        async with db.transaction(backlog=True) as store:
+            for _ in range(10):
+                await store.inbox.add(peer="", mail_from="a@b", rcpt_tos=["s@x"], message_id=None,
+                                      raw=b"z" * 15_000)
+        assert db.commits_in_thread == 1
+        async with db.read() as store:
+            assert await store.inbox.backlog() == 10
+
+
+async def test_a_mail_due_again_is_read_with_the_rows_after_the_last_one_read(tmp_path: Path) -> None:
+    """While newer mail keeps the worker reading on past the last row it read, a mail that failed once is read
+    again as soon as its retry is due, not only once the storm is over."""
+    config = make_config(tmp_path)
+    async with database_for(config.storage) as db:
+        async with db.transaction() as store:
+            failed = await store.inbox.add(peer="", mail_from="a@b", rcpt_tos=["s@x"], message_id="<f@x>", raw=b"x")
+            newer = [await store.inbox.add(peer="", mail_from="a@b", rcpt_tos=["s@x"], message_id=f"<n{n}@x>",
+                                           raw=b"x") for n in range(3)]
+            await store.inbox.mark_attempt_failed(failed, reason="locked", retry_at=utc_now() - timedelta(seconds=1))
+        async with db.claims() as store:
+            due = await store.inbox.claim_due_batch(utc_now(), owner=db.owner, lease_until=utc_now(), limit=8,
+                                                    max_bytes=1 << 20, after=newer[0])
+    assert [row.id for row, _ in due] == [failed, *newer[1:]]
+
+
+async def test_a_failed_attempt_never_turns_a_processed_mail_back_to_pending(tmp_path: Path) -> None:
+    """An error reported after a mail's transaction committed (its row done) does not put the mail in line again,
+    so it is never processed twice."""
+    config = make_config(tmp_path)
+    async with database_for(config.storage) as db:
+        async with db.transaction() as store:
+            inbox_id = await store.inbox.add(peer="", mail_from="a@b", rcpt_tos=["s@x"], message_id=None, raw=b"x")
+            await store.inbox.mark_done(inbox_id, decision="new", ticket_id=None)
+        async with db.transaction() as store:
+            await store.inbox.mark_attempt_failed(inbox_id, reason="late error", retry_at=utc_now())
+        async with db.read() as store:
+            assert await store.inbox.backlog() == 0

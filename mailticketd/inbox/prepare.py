@@ -174,26 +174,25 @@ class Preparer:
         pool = self._current_pool()
         try:
             results = await loop.run_in_executor(pool, prepare_all, [(raw, whole) for _, raw, whole in chunk])
-        except BrokenProcessPool:
-            self.losses += 1
-            log.warning("inbox.parse_process_lost", attempt=1, of=POOL_ATTEMPTS, mails=len(chunk))
-            if pool is self._pool:
-                self._drop_pool()
+        except asyncio.CancelledError:  # the daemon stops: the rows stay pending
+            for index, _, _ in chunk:
+                futures[index].cancel()
+            raise
+        except Exception as error:
+            # A process died under the task (or its result could not come back whole): each mail is prepared
+            # again on its own, so only a mail that is itself at fault fails.
+            if isinstance(error, BrokenProcessPool):
+                self.losses += 1
+                log.warning("inbox.parse_process_lost", attempt=1, of=POOL_ATTEMPTS, mails=len(chunk))
+                if pool is self._pool:
+                    self._drop_pool()
             for index, raw, whole in chunk:
                 if futures[index].done():  # dropped meanwhile (the daemon stops)
                     continue
                 try:
                     _settle(futures[index], await self.prepare(raw, whole=whole))
-                except Exception as error:
-                    _settle(futures[index], error)
-            return
-        except asyncio.CancelledError:  # the daemon stops: the rows stay pending
-            for index, _, _ in chunk:
-                futures[index].cancel()
-            raise
-        except Exception as error:  # the pool was shut down meanwhile (a reload resized it): tried again later
-            for index, _, _ in chunk:
-                _settle(futures[index], error)
+                except Exception as failure:
+                    _settle(futures[index], failure)
             return
         for (index, _, _), result in zip(chunk, results):
             _settle(futures[index], result)

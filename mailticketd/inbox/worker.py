@@ -97,8 +97,8 @@ class InboxWorker(QueueWorker):
                 await self._defer_to_smtp()  # once a read-ahead: the rows read are processed without a pause
                 await self._read_ahead()
             elif self._more and len(self._ahead) <= LOOK_AHEAD // 2:
-                # Topped up before the parse processes run dry: the rows after the last one read are parsed while
-                # the ones ahead are processed (rows due again, older ones, come with the next full read).
+                # Topped up before the parse processes run dry: the rows after the last one read (and rows that
+                # failed before and are due again) are parsed while the ones ahead are processed.
                 await self._defer_to_smtp()
                 await self._read_ahead(after=self._ahead[-1][0].id)
             if not self._ahead:
@@ -126,7 +126,8 @@ class InboxWorker(QueueWorker):
                 limit=room, max_bytes=LOOK_AHEAD_BYTES, after=after)
         self._more = len(items) == room  # more rows may be waiting: worth topping up
         self.preparer.resize(self.config.inbox.parse_processes)  # a reload may have changed it
-        items = [(row, raw) for row, raw in items if row.id not in self._taken]
+        ahead = {row.id for row, _ in self._ahead}  # a retried row can come again with a top-up: once is enough
+        items = [(row, raw) for row, raw in items if row.id not in self._taken and row.id not in ahead]
         # The pool's mails go to it in a few tasks together; each of the others (big ones) in a task of its own.
         pooled = {row.id: raw for row, raw in items if raw is not None and self.preparer.pooled(raw)}
         started = iter(self.preparer.start([(raw, row.origin is not None) for row, raw in items if row.id in pooled
@@ -155,12 +156,12 @@ class InboxWorker(QueueWorker):
             try:
                 await self.pipeline.run(ctx)
             except Discard as outcome:
-                await self.services.mailer.flush(store, letters)
+                await ctx.services.mailer.flush(store, letters)
                 await store.inbox.mark_done(row.id, decision=outcome.reason, ticket_id=outcome.ticket_id)
                 self._count(row, outcome.reason)
                 log.info("mail.processed", decision=outcome.reason, author=ctx.author_address)
                 return
-            await self.services.mailer.flush(store, letters)
+            await ctx.services.mailer.flush(store, letters)  # the mailer the letters were queued with
             ticket = ctx.ticket
             await store.inbox.mark_done(row.id, decision=ctx.decision, ticket_id=ticket.id if ticket else None)
         self._count(row, ctx.decision)

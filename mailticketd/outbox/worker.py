@@ -116,9 +116,8 @@ class DeliveryWorker(QueueWorker):
 
     async def _next_rows(self) -> list[OutboxRow]:
         if self._claimed:
-            rows = list(self._claimed)
-            self._claimed.clear()
-            return rows
+            # At most a batch: rows claimed for the maildir before a reload switched to a relay go one at a time.
+            return [self._claimed.popleft() for _ in range(min(self._batch, len(self._claimed)))]
         return await self._claim_next()
 
     async def _claim_next(self) -> list[OutboxRow]:

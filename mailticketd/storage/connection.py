@@ -35,9 +35,12 @@ _QUERIES = ("select", "with", "pragma", "values")
 _RETURNING = re.compile(r"\breturning\b", re.IGNORECASE)
 # Statements carrying more data than this go to the database thread even inside a transaction.
 INLINE_BYTES = 16 * 1024
+# A transaction whose statements carried more than this in all (many small attachments) commits in that thread.
+HEAVY_BYTES = 4 * INLINE_BYTES
 
 
-def _small(parameters: Iterable[Any]) -> bool:
+def _size(parameters: Iterable[Any]) -> int | None:
+    """The bytes a statement carries, or None past ``INLINE_BYTES``."""
     if isinstance(parameters, dict):
         parameters = parameters.values()
     total = 0
@@ -45,10 +48,10 @@ def _small(parameters: Iterable[Any]) -> bool:
         if isinstance(value, (bytes, bytearray, memoryview, str)):
             total += len(value)
         elif isinstance(value, (list, tuple)):
-            return False  # executemany's rows: counted by the caller
+            return None  # executemany's rows: counted by the caller
         if total > INLINE_BYTES:
-            return False
-    return True
+            return None
+    return total
 
 
 class Rows:
@@ -109,13 +112,14 @@ class _Statement:
         if self._inline is not None:
             if self._many:
                 self._parameters = [tuple(row) for row in self._parameters]
-                small = all(_small(row) for row in self._parameters)
+                sizes = [_size(row) for row in self._parameters]
+                size = None if None in sizes else sum(size for size in sizes if size is not None)
             else:
-                small = _small(self._parameters)
-            if small:
-                return self._run_inline(self._inline)
+                size = _size(self._parameters)
             if self._owner is not None:
-                self._owner.heavy = True
+                self._owner.carried(size)
+            if size is not None:
+                return self._run_inline(self._inline)
         connection, sql = self._connection, self._sql
         if self._many:
             cursor = await connection.executemany(sql, self._parameters)
@@ -171,9 +175,15 @@ class SqliteConnection:
     def __init__(self, connection: aiosqlite.Connection, inline: sqlite3.Connection | None = None) -> None:
         self._connection = connection
         self._inline = inline
-        # A statement of this transaction carried more than INLINE_BYTES (or used blob I/O): its COMMIT writes
-        # that much, so it goes to the database thread too.
+        # This transaction's statements carried more than HEAVY_BYTES (or one more than INLINE_BYTES, or it used
+        # blob I/O): its COMMIT writes that much, so it goes to the database thread too.
         self.heavy = False
+        self._carried = 0
+
+    def carried(self, size: int | None) -> None:
+        """Count a statement's bytes (None: more than one statement may carry inline)."""
+        self._carried += INLINE_BYTES + 1 if size is None else size
+        self.heavy = self.heavy or size is None or self._carried > HEAVY_BYTES
 
     def execute(self, sql: str, parameters: Iterable[Any] = ()) -> _Statement:
         return _Statement(self._connection, self._inline, sql, parameters, many=False, owner=self)

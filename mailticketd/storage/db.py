@@ -168,8 +168,8 @@ class SqliteDatabase(Database):
         never inside a commit made in the event loop's thread); a failure is left for the next one."""
         try:
             await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")  # its row read: the statement ends
-        except sqlite3.Error as error:
-            log.warning("storage.checkpoint_failed", error=str(error))
+        except Exception as error:  # the transaction is committed: nothing here may report it failed
+            log.warning("storage.checkpoint_failed", error=f"{type(error).__name__}: {error}")
 
     async def _begin(self, conn: aiosqlite.Connection) -> None:
         """``BEGIN IMMEDIATE``: at once when the write lock is free (in this process it is whenever it is our

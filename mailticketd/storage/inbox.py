@@ -89,12 +89,13 @@ class InboxRepository:
 
     async def next_due_batch(self, now: datetime, *, limit: int, max_bytes: int,
                              after: int = 0) -> list[tuple[InboxRow, bytes | None]]:
-        """The oldest pending rows that are due (past the id ``after``), with their raw bytes: at most ``limit`` rows
-        and, beyond the first, ``max_bytes`` of mail.  A mail past ``WHOLE_BYTES`` comes without its bytes (None):
+        """The oldest pending rows that are due (past the id ``after``, and any that failed before and are due again),
+        with their raw bytes: at most ``limit`` rows and, beyond the first, ``max_bytes`` of mail.  A mail past ``WHOLE_BYTES`` comes without its bytes (None):
         read it with ``raw_chunks``."""
         async with self.conn.execute(
             "WITH due AS (SELECT id, sum(size) OVER (ORDER BY id) AS running FROM inbox WHERE status = 'pending'"
-            " AND id > ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?)"
+            " AND (id > ? OR next_attempt_at IS NOT NULL) AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            " ORDER BY id LIMIT ?)"
             f" SELECT {_COLUMNS}, (SELECT r.raw FROM inbox_raw r WHERE r.inbox_id = i.id AND i.size <= ?)"
             " FROM due JOIN inbox i ON i.id = due.id LEFT JOIN tickets t ON t.id = i.ticket_id"
             " WHERE due.running <= ? OR due.id = (SELECT min(id) FROM due) ORDER BY i.id",
@@ -112,8 +113,9 @@ class InboxRepository:
             return await self.next_due_batch(now, limit=limit, max_bytes=max_bytes, after=after)
         moment = iso(now)
         async with self.conn.execute(
-            "SELECT id, size FROM inbox WHERE status = 'pending' AND id > ? AND (next_attempt_at IS NULL"
-            " OR next_attempt_at <= ?) AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?"
+            "SELECT id, size FROM inbox WHERE status = 'pending' AND (id > ? OR next_attempt_at IS NOT NULL)"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND (lease_until IS NULL OR lease_until <= ?)"
+            " ORDER BY id LIMIT ?"
             + self.conn.dialect.skip_locked,
             (after, moment, moment, limit),
         ) as cursor:
@@ -167,7 +169,7 @@ class InboxRepository:
         """Record a failed attempt: pending again at ``retry_at``, or failed for good without one."""
         await self.conn.execute(
             "UPDATE inbox SET status = ?, reason = ?, next_attempt_at = ?, attempts = attempts + 1,"
-            " processed_at = ?, claimed_by = NULL, lease_until = NULL WHERE id = ?",
+            " processed_at = ?, claimed_by = NULL, lease_until = NULL WHERE id = ? AND status = 'pending'",
             ("pending" if retry_at else "failed", reason, iso(retry_at) if retry_at else None,
              iso(utc_now()), inbox_id),
         )

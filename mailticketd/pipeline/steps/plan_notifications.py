@@ -52,7 +52,7 @@ async def _tell_operators(ctx: Context, ticket: dict[str, Any], event: str) -> N
     vms = [{"name": vm.name, "organisation": vm.organisation, "flags": list(vm.flags)}
            for vm in await ctx.store.tickets.vms(ctx.ticket.id) if vm.name in ctx.vm_names]
     context = {"ticket": ticket, "event": event, "author": ctx.author_address, "vms": vms,
-               "author_status": ctx.author_status, "flags": ctx.flags, "text": ctx.visible_text,
+               "author_status": ctx.author_status, "flags": list(ctx.flags), "text": ctx.visible_text,
                "via_web": ctx.envelope.web is not None, "tag_prefix": ctx.config.mail.tag_prefix,
                "sender_check": sender_check(ctx.authentication, ctx.author_address),
                "recipients": [{"address": user.address, "name": user.name,
