@@ -16,7 +16,7 @@ import structlog
 
 from mailticketd.clock import utc_now
 from mailticketd.config import Config
-from mailticketd.outbox.transports import MaildirTransport, SmtpTransport, make_transport
+from mailticketd.outbox.transports import MaildirTransport, SmtpTransport, Transport, make_transport
 from mailticketd.outbox.worker import DeliveryWorker
 from mailticketd.storage import database_for
 from mailticketd.storage.outbox import OutboxRow
@@ -210,6 +210,20 @@ async def test_one_bad_recipient_in_a_maildir_batch_fails_alone(tmp_path: Path) 
     assert len(list((config.outbound.maildir / "new").iterdir())) == 4
 
 
+class DiesAtTheSecondSend:
+    """A relay whose process dies right after it has taken the second mail, before anything more is marked."""
+
+    def __init__(self, relay: Transport) -> None:
+        self.relay = relay
+        self.sent = 0
+
+    async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
+        await self.relay.send(mail_from, rcpt_to, raw, delivery_id=delivery_id)
+        self.sent += 1
+        if self.sent == 2:
+            raise SystemExit("killed")
+
+
 async def test_a_relay_gets_one_mail_a_claim_so_a_crash_repeats_at_most_one(tmp_path: Path) -> None:
     """Towards a relay every mail is marked sent before the next one leaves: a run that dies after a send leaves
     only that one mail unmarked."""
@@ -217,19 +231,8 @@ async def test_a_relay_gets_one_mail_a_claim_so_a_crash_repeats_at_most_one(tmp_
         config = relay_config(tmp_path, sink.relay)
         async with database_for(config.storage) as db:
             ids = [await enqueue(db, f"kunde{n}@customer.example") for n in range(3)]
-            relay = make_transport(config.outbound)
-            sent = 0
-
-            class DiesAtTheSecond:
-                async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
-                    nonlocal sent
-                    await relay.send(mail_from, rcpt_to, raw, delivery_id=delivery_id)
-                    sent += 1
-                    if sent == 2:
-                        raise SystemExit("killed")
-
             with pytest.raises(SystemExit):
-                await DeliveryWorker(db, config, DiesAtTheSecond()).drain()
+                await DeliveryWorker(db, config, DiesAtTheSecondSend(make_transport(config.outbound))).drain()
             statuses = [(await row_of(db, outbox_id)).status for outbox_id in ids]
     assert len(sink.received) == 2
     assert statuses == ["sent", "queued", "queued"]
@@ -571,18 +574,7 @@ async def test_mails_claimed_for_the_maildir_go_to_a_relay_one_a_claim_after_a_r
             ids = [await enqueue(db, f"kunde{n}@customer.example") for n in range(6)]
             worker = DeliveryWorker(db, config, MaildirTransport(tmp_path / "maildir"))
             assert await worker.process_next() is True  # three written, marked, and the next three claimed
-            relay = make_transport(config.outbound)
-            sent = 0
-
-            class DiesAtTheSecond:
-                async def send(self, mail_from: str, rcpt_to: str, raw: bytes, *, delivery_id: str = "") -> None:
-                    nonlocal sent
-                    await relay.send(mail_from, rcpt_to, raw, delivery_id=delivery_id)
-                    sent += 1
-                    if sent == 2:
-                        raise SystemExit("killed")
-
-            worker.transport = DiesAtTheSecond()  # what a reload does
+            worker.transport = DiesAtTheSecondSend(make_transport(config.outbound))  # what a reload does
             with pytest.raises(SystemExit):
                 await worker.drain()
             statuses = [(await row_of(db, outbox_id)).status for outbox_id in ids]
