@@ -96,12 +96,15 @@ class OutboxRepository:
         """Up to ``limit`` rows in the order ``next_due`` gives them, each leased until ``lease_until`` (call in a
         transaction)."""
         moment = iso(now)
-        # One statement: the oldest due rows, leased and read back (RETURNING keeps no order: sorted here).
+        # One statement: the oldest due rows, leased and read back (RETURNING keeps no order: sorted here). The
+        # rows are picked once (MATERIALIZED): a planner that ran the pick again per row could lease more than
+        # ``limit``, and a relay must get one mail a claim.
         async with self.conn.execute(
-            f"UPDATE outbox SET leased_until = ? WHERE id IN (SELECT id FROM outbox WHERE status = 'queued'"
-            " AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id"
-            f" LIMIT ?{self.conn.dialect.skip_locked}) RETURNING {_COLUMNS}, raw",
-            (iso(lease_until), moment, moment, limit),
+            "WITH picked AS MATERIALIZED (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?"
+            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id"
+            f" LIMIT ?{self.conn.dialect.skip_locked}) UPDATE outbox SET leased_until = ?"
+            f" WHERE id IN (SELECT id FROM picked) RETURNING {_COLUMNS}, raw",
+            (moment, moment, limit, iso(lease_until)),
         ) as cursor:
             found = [_row(values, bytes(values[12])) for values in await cursor.fetchall()]
         return sorted(found, key=lambda row: (row.next_attempt_at, row.id))
