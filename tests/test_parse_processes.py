@@ -151,7 +151,8 @@ def test_the_daemons_end_leaves_no_process_behind(tmp_path: Path, stop: str) -> 
 
 
 async def test_parse_processes_0_and_big_mails_stay_in_the_daemons_process(tmp_path: Path) -> None:
-    """With parse_processes = 0, and for a mail above 1 MiB in any case, no parse process is started."""
+    """With parse_processes = 0 no parse process is started, and a mail above 1 MiB is parsed in the daemon's own
+    process in any case."""
     big = "Zeile mit Text, die sich wiederholt, bis die Mail groß ist.\n" * (PROCESS_LIMIT // 50)
     for processes, body in ((0, "kurz"), (2, big)):
         folder = tmp_path / str(processes)
@@ -161,7 +162,9 @@ async def test_parse_processes_0_and_big_mails_stay_in_the_daemons_process(tmp_p
         async with Daemon(config) as daemon:
             await send(daemon.smtp_port, make_mail(body=body, message_id=f"big-{processes}@customer.example"))
             await settle(daemon)
-            assert daemon.worker.preparer.pools_built == 0
+            assert daemon.worker.preparer.pooled_mails == 0
+            if processes == 0:
+                assert daemon.worker.preparer.pools_built == 0
         assert f"big-{processes}@customer.example" in _tickets_by_message_id(config.storage.database)
 
 
@@ -232,3 +235,16 @@ async def test_mails_started_together_are_each_prepared_when_their_pool_process_
         assert preparer.losses >= 1 and preparer.pools_built >= 2
     finally:
         await preparer.close()
+
+
+async def test_the_parse_processes_start_with_the_daemon_not_with_the_first_mail(tmp_path: Path) -> None:
+    """Once the daemon has started, its parse processes come up without waiting for mail, so a storm after a
+    restart does not wait for them."""
+    config = make_config(tmp_path, inbox={"parse_processes": 1})
+    async with Daemon(config) as daemon:
+        for _ in range(300):
+            if daemon.worker.preparer.process_ids():
+                break
+            await asyncio.sleep(0.05)
+        assert daemon.worker.preparer.process_ids(), "no parse process 15 s after the start"
+        assert daemon.worker.preparer.pooled_mails == 0

@@ -138,6 +138,7 @@ class Preparer:
         self._pool: ProcessPoolExecutor | None = None
         self._chunks: set[asyncio.Task[None]] = set()  # tasks of several mails (``start``) not done yet
         self.pools_built = 0
+        self.pooled_mails = 0  # mails handed to the pool (``start``)
         self.losses = 0  # mails whose pool process died under them (each parsed again)
 
     def resize(self, processes: int) -> None:
@@ -145,6 +146,18 @@ class Preparer:
         if processes != self.processes:
             self.processes = processes
             self._drop_pool()
+
+    async def warm(self) -> None:
+        """Start the pool's processes now rather than with the first mail, in a thread: starting them (the fork
+        server, the imports) takes a good part of a second, which a storm after a restart would otherwise wait for,
+        and the event loop would be held for while the fork server answers."""
+        if self.processes < 1:
+            return
+        pool = self._current_pool()
+        try:
+            await asyncio.to_thread(lambda: pool.submit(os.getpid).result())
+        except Exception as error:  # the first mail builds the pool again
+            log.warning("inbox.parse_processes_not_started", error=f"{type(error).__name__}: {error}")
 
     def pooled(self, raw: bytes | Callable[[], Iterable[bytes]]) -> bool:
         """Whether this mail is parsed in the pool (else in the thread)."""
@@ -160,6 +173,7 @@ class Preparer:
         """
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[PreparedMail]] = [loop.create_future() for _ in items]
+        self.pooled_mails += len(items)
         share = max(1, -(-len(items) // max(1, self.processes)))  # ceiling: every process gets work
         for first in range(0, len(items), share):
             chunk = [(index, *items[index]) for index in range(first, min(first + share, len(items)))]

@@ -56,6 +56,7 @@ class InboxWorker(QueueWorker):
         self._taken: set[int] = set()  # rows handed out and not finished: never read ahead a second time
         self._reading = asyncio.Lock()
         self._more = False  # the last read filled the look-ahead
+        self._warming: asyncio.Task[None] | None = None
         super().__init__()
 
     @property
@@ -63,6 +64,7 @@ class InboxWorker(QueueWorker):
         return self.config.inbox.poll_interval
 
     async def run(self) -> None:
+        self._warming = asyncio.create_task(self.preparer.warm())  # the pool is up before a storm needs it
         try:
             await super().run()
         finally:
@@ -70,6 +72,9 @@ class InboxWorker(QueueWorker):
 
     async def close(self) -> None:
         """Drop the rows read ahead (they stay pending in the database) and end the parse processes."""
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
         for _, preparing in self._ahead:
             preparing.cancel()
         await asyncio.gather(*(preparing for _, preparing in self._ahead), return_exceptions=True)
