@@ -14,39 +14,18 @@ version runs in the test suite: ``tests/test_crash.py``.
 
 from __future__ import annotations
 
-import argparse
-import random
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.crash import crash_loop  # noqa: E402
+from tests.crash import crash_loop, loop_command  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--connections", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=None, help="random seed for the kill moments (printed)")
-    parser.add_argument("--keep", action="store_true", help="keep the database, maildir and log")
-    args = parser.parse_args()
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
-    print(f"seed: {seed}", flush=True)
-    folder = Path(tempfile.mkdtemp(prefix="mailticketd-crash-"))
-    try:
-        summary = crash_loop(folder, kills=args.kills, connections=args.connections, seed=seed,
-                             say=lambda line: print(line, flush=True))
-    except AssertionError as broken:
-        print(f"PROMISE BROKEN: {broken}\nfiles kept in {folder}", flush=True)
-        sys.exit(1)
-    print(summary)
-    if args.keep:
-        print(f"files kept in {folder}")
-    else:
-        import shutil
-        shutil.rmtree(folder)
+    loop_command(__doc__, prefix="mailticketd-crash-", keep_help="keep the database, maildir and log",
+                 loop=lambda folder, args, seed, say: crash_loop(folder, kills=args.kills,
+                                                                 connections=args.connections, seed=seed, say=say))
 
 
 if __name__ == "__main__":

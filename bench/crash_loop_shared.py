@@ -14,45 +14,32 @@ suite: ``tests/test_crash_shared.py``.
 from __future__ import annotations
 
 import argparse
-import random
-import shutil
 import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.crash import loop_command  # noqa: E402
 from tests.crash_shared import crash_loop_shared  # noqa: E402
 from tests.postgres import Cluster, available  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--connections", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=None, help="random seed for the kill moments (printed)")
-    parser.add_argument("--keep", action="store_true", help="keep the maildir and the logs")
-    args = parser.parse_args()
-    if not available():
-        sys.exit("PostgreSQL is not installed (tests/setup-system.sh installs it)")
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
-    print(f"seed: {seed}", flush=True)
-    folder = Path(tempfile.mkdtemp(prefix="mailticketd-crash-shared-"))
+def _on_a_cluster(folder: Path, args: argparse.Namespace, seed: int, say: Callable[[str], None]) -> str:
     cluster = Cluster()
     try:
         cluster.start()
-        summary = crash_loop_shared(folder, cluster.database(), kills=args.kills, connections=args.connections,
-                                    seed=seed, say=lambda line: print(line, flush=True))
-    except AssertionError as broken:
-        print(f"PROMISE BROKEN: {broken}\nfiles kept in {folder}", flush=True)
-        sys.exit(1)
+        return crash_loop_shared(folder, cluster.database(), kills=args.kills, connections=args.connections,
+                                 seed=seed, say=say)
     finally:
         cluster.stop()
-    print(summary)
-    if args.keep:
-        print(f"files kept in {folder}")
-    else:
-        shutil.rmtree(folder)
+
+
+def main() -> None:
+    if not available():
+        sys.exit("PostgreSQL is not installed (tests/setup-system.sh installs it)")
+    loop_command(__doc__, prefix="mailticketd-crash-shared-", keep_help="keep the maildir and the logs",
+                 loop=_on_a_cluster)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,15 @@ def _finished(database: Path) -> bool:
     return not pending and not queued
 
 
+def merge(figures: list[dict[str, Any]]) -> tuple[list[float], list[float], dict[str, int]]:
+    """The client processes' figures together: latencies, the moments of each 250, and errors by kind."""
+    errors: Counter[str] = Counter()
+    for part in figures:
+        errors.update(part["errors"])
+    return ([value for part in figures for value in part["latencies"]],
+            [value for part in figures for value in part["done_at"]], dict(errors))
+
+
 def run_clients(args: argparse.Namespace, ports: list[int], reuse: bool,
                 database: Path | None) -> tuple[float, list[dict[str, Any]]]:
     """Start the client processes (process i sends to ``ports[i % len(ports)]``), release them together; returns the
@@ -141,12 +151,7 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
     try:
         wait_for_banner(port, process)
         started, figures = run_clients(args, [port], mode == "reuse", database if daemon else None)
-        latencies = [value for part in figures for value in part["latencies"]]
-        done_at = [value for part in figures for value in part["done_at"]]
-        errors: dict[str, int] = {}
-        for part in figures:
-            for name, count in part["errors"].items():
-                errors[name] = errors.get(name, 0) + count
+        latencies, done_at, errors = merge(figures)
         accepted = len(done_at) / (max(done_at) - started) if done_at else 0.0
         end_to_end = None
         if daemon and done_at:

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from load import _percentile, daemon_config, free_port, run_clients  # noqa: E402
+from load import _percentile, daemon_config, free_port, merge, run_clients  # noqa: E402
 from population import fill, organisations_for  # noqa: E402
 
 from tests.postgres import Cluster, available  # noqa: E402
@@ -101,12 +101,7 @@ def measure(args: argparse.Namespace, name: str, database: Path | str, daemons: 
             wait_for_banner(port, processes[-1])
             ports.append(port)
         started, figures = run_clients(args, ports, True, None)
-        latencies = [value for part in figures for value in part["latencies"]]
-        done_at = [value for part in figures for value in part["done_at"]]
-        errors: dict[str, int] = {}
-        for part in figures:
-            for key, count in part["errors"].items():
-                errors[key] = errors.get(key, 0) + count
+        latencies, done_at, errors = merge(figures)
         deadline = time.monotonic() + args.timeout
         while _waiting(database):
             if time.monotonic() > deadline:

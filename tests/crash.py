@@ -20,15 +20,20 @@ The database is read through ``snapshot``, from an SQLite file (a ``Path``) or a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import email.parser
 import email.policy
 import random
+import shutil
 import smtplib
 import sqlite3
+import sys
+import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,3 +294,28 @@ def crash_loop(folder: Path, *, kills: int, connections: int = 3, seed: int | No
         if daemon.process is not None and daemon.process.poll() is None:
             daemon.kill()
     return report.line(load, database, maildir, time.monotonic() - started)
+
+
+def loop_command(doc: str, *, prefix: str, keep_help: str,
+                 loop: Callable[[Path, argparse.Namespace, int, Callable[[str], None]], str]) -> None:
+    """The command line both crash-loop benchmarks share: read the options, print the seed, run ``loop`` in a new
+    folder, name a broken promise (exit 1, files kept), print the summary, keep or remove the files."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=None, help="random seed for the kill moments (printed)")
+    parser.add_argument("--keep", action="store_true", help=keep_help)
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    print(f"seed: {seed}", flush=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        summary = loop(folder, args, seed, lambda line: print(line, flush=True))
+    except AssertionError as broken:
+        print(f"PROMISE BROKEN: {broken}\nfiles kept in {folder}", flush=True)
+        sys.exit(1)
+    print(summary)
+    if args.keep:
+        print(f"files kept in {folder}")
+    else:
+        shutil.rmtree(folder)
