@@ -134,12 +134,12 @@ class InboxWorker(QueueWorker):
         ahead = {row.id for row, _ in self._ahead}  # a retried row can come again with a top-up: once is enough
         items = [(row, raw) for row, raw in items if row.id not in self._taken and row.id not in ahead]
         # The pool's mails go to it in a few tasks together; each of the others (big ones) in a task of its own.
-        pooled = {row.id: raw for row, raw in items if raw is not None and self.preparer.pooled(raw)}
-        started = iter(self.preparer.start([(raw, row.origin is not None) for row, raw in items if row.id in pooled
-                                            and raw is not None]))
+        pooled = [(row, raw) for row, raw in items if raw is not None and self.preparer.pooled(raw)]
+        started = dict(zip((row.id for row, _ in pooled),
+                           self.preparer.start([(raw, row.origin is not None) for row, raw in pooled])))
         for row, raw in items:
-            if row.id in pooled:
-                self._ahead.append((row, next(started)))
+            if row.id in started:
+                self._ahead.append((row, started[row.id]))
                 continue
             with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
                 # The task copies the context: the parser's log lines name the mail.
