@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog.testing
 
 from mailticketd import __version__
 from mailticketd.app import Daemon
@@ -68,6 +69,35 @@ async def test_healthz_is_503_with_the_reason_when_postgresql_is_unreachable(tmp
     assert isinstance(database, dict)
     assert database["reachable"] is False and database["backend"] == "postgresql"
     assert "does not exist" in str(database["error"]) or "terminat" in str(database["error"]).lower()
+
+
+@pytest.mark.postgresql
+async def test_a_daemon_stops_even_when_a_database_connection_never_comes_back(tmp_path: Path,
+                                                                              postgres_cluster: object) -> None:
+    """A statement the server never answers holds its connection; stopping the daemon waits for it only the
+    close timeout, then cuts the connections and says so, instead of hanging until systemd kills it."""
+    from tests.postgres import Cluster
+
+    assert isinstance(postgres_cluster, Cluster)
+    config = make_config(tmp_path, storage={"database": postgres_cluster.database()},
+                         mail={"token_secrets": [TOKEN_SECRET]})
+    daemon = Daemon(config)
+    await daemon.__aenter__()
+    daemon.db.close_timeout = 0.5  # type: ignore[attr-defined]
+    holding = asyncio.Event()
+
+    async def never_answered() -> None:
+        async with daemon.db.read() as store:
+            holding.set()
+            await store.conn.execute_fetchall("SELECT pg_sleep(3600)")
+
+    stuck = asyncio.create_task(never_answered())
+    await holding.wait()
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.wait_for(daemon.__aexit__(None, None, None), 30)
+    assert [entry for entry in logs if entry["event"] == "database.connections_cut"]
+    with pytest.raises(Exception, match="(?i)connection"):
+        await asyncio.wait_for(stuck, 30)
 
 
 async def test_status_lists_every_daemon_on_the_database_with_its_state(tmp_path: Path, config: Config) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import structlog
 
 from mailticketd.storage.base import Database, SchemaTooNew, Store
 from mailticketd.storage.dialect import POSTGRESQL
@@ -30,6 +31,10 @@ from mailticketd.storage.postgresql.intake import PostgresIntake
 WRITE_LOCK = 0x6D7464_0001
 MIGRATE_LOCK = 0x6D7464_0002
 POOL_SIZE = 6
+# How long closing waits for connections still in use before it cuts them (well inside systemd's TimeoutStopSec).
+CLOSE_TIMEOUT = 10.0
+
+log = structlog.get_logger("mailticketd.storage")
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -59,6 +64,7 @@ class PostgresDatabase(Database):
         self.url = url
         self._password = password
         self._timeout = connect_timeout
+        self.close_timeout = CLOSE_TIMEOUT
         self._pool: asyncpg.Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()  # this process's writers queue here, not on a connection each
@@ -90,8 +96,17 @@ class PostgresDatabase(Database):
         await self.intake.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            async with self._lock:
-                await pool.close()
+            try:
+                await asyncio.wait_for(self._close_pool(pool), self.close_timeout)
+            except TimeoutError:
+                # A writer or a connection that never comes back (a statement the server never answers, or the
+                # pool's bookkeeping after the server went away) must not keep the daemon from stopping.
+                log.warning("database.connections_cut", after_seconds=self.close_timeout)
+                pool.terminate()
+
+    async def _close_pool(self, pool: asyncpg.Pool) -> None:
+        async with self._lock:
+            await pool.close()
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
         """Apply pending migrations under a session advisory lock: daemons starting together migrate once."""
