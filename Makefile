@@ -30,7 +30,7 @@ PG_TESTS := $(addprefix tests/,test_storage.py test_pipeline.py test_roundtrip.p
 	test_requests_by_mail.py test_roles.py test_vms.py test_directory_rules.py test_contacts.py test_steps.py \
 	test_passwords.py test_tokens.py test_spoofing.py test_sender_check.py test_request_hints.py \
 	test_outbound_headers.py test_real_world_pipeline.py test_loop_guard.py test_smtp_utf8.py \
-	test_smtp_limits.py test_outbound_delivery.py test_big_mail.py test_daemons_ops.py)
+	test_smtp_limits.py test_outbound_delivery.py test_big_mail.py test_daemons_ops.py test_inbox_groups.py)
 
 test: venv system
 	$(BIN)/pytest

@@ -1,8 +1,10 @@
-"""Take pending inbox rows in order and run the pipeline over each inside one transaction."""
+"""Take pending inbox rows in order and run the pipeline over each; a mail's decisions are one transaction, which
+in a storm holds several mails (all committed, or each processed again alone)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -32,10 +34,18 @@ MAX_DEFER = 0.1
 # half of them are done.
 LOOK_AHEAD = 16
 LOOK_AHEAD_BYTES = 4 << 20
+# A mail whose steps ran: its context, and the Discard that ended them early (None when they all ran).
+Decided = tuple[Context, Discard | None]
+# In a storm, mails whose parsing is done are processed several in one transaction, one after the other: one
+# commit (one fsync) and one trip to the letter-writing thread for all of them.  As many as fit in GROUP_WINDOW
+# seconds by the recent time a mail took, at most GROUP: the SMTP side's commits wait for the transaction in
+# progress, so its length is what a sender may wait for its 250 beyond its own commit.
+GROUP = 8
+GROUP_WINDOW = 0.015
 
 
 class InboxWorker(QueueWorker):
-    """Process the inbox one mail at a time; a failing mail is kept and retried, never lost."""
+    """Process the inbox in order, a mail after the one before; a failing mail is kept and retried, never lost."""
 
     name = "inbox"
 
@@ -56,6 +66,10 @@ class InboxWorker(QueueWorker):
         self._taken: set[int] = set()  # rows handed out and not finished: never read ahead a second time
         self._reading = asyncio.Lock()
         self._more = False  # the last read filled the look-ahead
+        # How long a mail's processing took of late (a running mean): the groups' size follows from it.
+        self.mail_seconds = GROUP_WINDOW
+        self.group_window = GROUP_WINDOW
+        self.grouped_mails = 0  # mails committed in a group of several
         self._warming: asyncio.Task[None] | None = None
         super().__init__()
 
@@ -84,8 +98,8 @@ class InboxWorker(QueueWorker):
     async def drain(self) -> int:
         """Process every due row now; returns how many were handled."""
         count = 0
-        while await self.process_next():
-            count += 1
+        while handled := await self._process_some():
+            count += handled
         return count
 
     async def _defer_to_smtp(self) -> None:
@@ -96,28 +110,74 @@ class InboxWorker(QueueWorker):
             await asyncio.sleep(BUSY_WINDOW)
 
     async def process_next(self) -> bool:
-        """Process the oldest due row; False when there is none."""
+        """Process the oldest due row (with the parsed ones after it, in a storm); False when there is none."""
+        return await self._process_some() > 0
+
+    async def _process_some(self) -> int:
+        """Process the oldest due row, or a group of rows whose parsing is done; how many were handled."""
         async with self._reading:
             if not self._ahead:
                 await self._defer_to_smtp()  # once a read-ahead: the rows read are processed without a pause
                 await self._read_ahead()
-            elif self._more and len(self._ahead) <= LOOK_AHEAD // 2:
-                # Topped up before the parse processes run dry: the rows after the last one read (and rows that
-                # failed before and are due again) are parsed while the ones ahead are processed.
+            elif self._more and (len(self._ahead) <= LOOK_AHEAD // 2
+                                 or len(self._ahead) < LOOK_AHEAD and _parsed(self._ahead[-1][1])):
+                # Topped up before the parse processes run dry (half the rows ahead are left, or all of them are
+                # parsed): the rows after the last one read (and rows that failed before and are due again) are
+                # parsed while the ones ahead are processed.
                 await self._defer_to_smtp()
                 await self._read_ahead(after=self._ahead[-1][0].id)
             if not self._ahead:
-                return False
-            row, preparing = self._ahead.popleft()
-            self._taken.add(row.id)
+                return 0
+            group = [self._ahead.popleft()]
+            size = max(1, min(GROUP, int(self.group_window / self.mail_seconds)))
+            while _parsed(group[0][1]) and self._ahead and len(group) < size and _parsed(self._ahead[0][1]):
+                group.append(self._ahead.popleft())
+            self._taken.update(row.id for row, _ in group)
+        try:
+            if len(group) > 1 and await self._process_group([(row, preparing.result()) for row, preparing in group]):
+                return len(group)
+            for row, preparing in group:  # one by one: alone, or again after its group failed
+                await self._process_alone(row, preparing)
+            return len(group)
+        finally:
+            self._taken.difference_update(row.id for row, _ in group)
+
+    async def _process_alone(self, row: InboxRow, preparing: asyncio.Future[PreparedMail]) -> None:
         with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
+            started = time.perf_counter()
             try:
                 prepared = await preparing
+                started = time.perf_counter()
                 await self._process(row, prepared)
             except Exception as error:
                 await self._record_failure(row, error)
-            finally:
-                self._taken.discard(row.id)
+            else:
+                self._took(time.perf_counter() - started, 1)
+
+    def _took(self, seconds: float, mails: int) -> None:
+        self.mail_seconds += (seconds / mails - self.mail_seconds) / 8
+
+    async def _process_group(self, group: list[tuple[InboxRow, PreparedMail]]) -> bool:
+        """Process ``group`` in one transaction, each mail's steps after the one before; False (and nothing
+        committed) when any of them failed: each is then processed again alone, so a mail fails on its own."""
+        started = time.perf_counter()
+        services = self.services  # one mailer for the whole transaction, even when a reload comes meanwhile
+        letters = LetterBatch()
+        done: list[tuple[InboxRow, Decided | None]] = []
+        try:
+            async with self.db.transaction(backlog=True) as store:
+                for row, prepared in group:
+                    with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
+                        done.append((row, await self._decide(store, row, prepared, services, letters)))
+                await services.mailer.flush(store, letters)
+        except Exception as error:
+            log.info("inbox.group_failed", mails=len(group), error=f"{type(error).__name__}: {error}")
+            return False
+        self._took(time.perf_counter() - started, len(group))
+        self.grouped_mails += len(group)
+        for row, decided in done:
+            with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
+                self._committed(row, decided)
         return True
 
     async def _read_ahead(self, after: int = 0) -> None:
@@ -148,27 +208,44 @@ class InboxWorker(QueueWorker):
             self._ahead.append((row, task))
 
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
-        envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,
-                            web=WebOrigin.from_row(row.origin))
+        services = self.services
         letters = LetterBatch()
         async with self.db.transaction(backlog=bool(self._ahead)) as store:
-            if not await store.inbox.still_claimed(row.id, self.db.owner):
-                log.warning("mail.taken_over")  # our lease ended and another daemon took the mail: it is theirs
-                return
-            ctx = Context(inbox_id=row.id, envelope=envelope, mail=prepared.mail, visible_text=prepared.visible_text,
-                          store=store, config=self.config, services=self.services, now=self.clock(),
-                          new_text=prepared.new_text, letters=letters)
-            try:
-                await self.pipeline.run(ctx)
-            except Discard as outcome:
-                await ctx.services.mailer.flush(store, letters)
-                await store.inbox.mark_done(row.id, decision=outcome.reason, ticket_id=outcome.ticket_id)
-                self._count(row, outcome.reason)
-                log.info("mail.processed", decision=outcome.reason, author=ctx.author_address)
-                return
-            await ctx.services.mailer.flush(store, letters)  # the mailer the letters were queued with
-            ticket = ctx.ticket
-            await store.inbox.mark_done(row.id, decision=ctx.decision, ticket_id=ticket.id if ticket else None)
+            decided = await self._decide(store, row, prepared, services, letters)
+            await services.mailer.flush(store, letters)  # the mailer the letters were queued with
+        self._committed(row, decided)
+
+    async def _decide(self, store: Store, row: InboxRow, prepared: PreparedMail, services: Services,
+                      letters: LetterBatch) -> Decided | None:
+        """Run the pipeline over one mail inside the caller's transaction and mark its row done; its letters wait in
+        ``letters``.  None when another daemon took the mail over."""
+        if not await store.inbox.still_claimed(row.id, self.db.owner):
+            log.warning("mail.taken_over")  # our lease ended and another daemon took the mail: it is theirs
+            return None
+        envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,
+                            web=WebOrigin.from_row(row.origin))
+        ctx = Context(inbox_id=row.id, envelope=envelope, mail=prepared.mail, visible_text=prepared.visible_text,
+                      store=store, config=self.config, services=services, now=self.clock(),
+                      new_text=prepared.new_text, letters=letters)
+        try:
+            await self.pipeline.run(ctx)
+        except Discard as outcome:
+            await store.inbox.mark_done(row.id, decision=outcome.reason, ticket_id=outcome.ticket_id)
+            return ctx, outcome
+        ticket = ctx.ticket
+        await store.inbox.mark_done(row.id, decision=ctx.decision, ticket_id=ticket.id if ticket else None)
+        return ctx, None
+
+    def _committed(self, row: InboxRow, decided: Decided | None) -> None:
+        """Count and log a mail whose decisions are committed."""
+        if decided is None:
+            return
+        ctx, discarded = decided
+        if discarded is not None:
+            self._count(row, discarded.reason)
+            log.info("mail.processed", decision=discarded.reason, author=ctx.author_address)
+            return
+        ticket = ctx.ticket
         self._count(row, ctx.decision)
         if self.on_committed is not None:
             self.on_committed()  # outgoing mail may be waiting
@@ -209,3 +286,8 @@ class InboxWorker(QueueWorker):
                 log.exception("mail.failed_notice_error")  # the row is marked failed all the same
         log.error("mail.failed", reason=reason, attempts=attempts, final=retry_at is None,
                   exc_info=error)
+
+
+def _parsed(preparing: asyncio.Future[PreparedMail]) -> bool:
+    """The mail is parsed and ready (not failed: a failing one is handled alone)."""
+    return preparing.done() and not preparing.cancelled() and preparing.exception() is None

@@ -19,6 +19,7 @@ repositories use it exactly as they used aiosqlite's.
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -37,6 +38,12 @@ _RETURNING = re.compile(r"\breturning\b", re.IGNORECASE)
 INLINE_BYTES = 16 * 1024
 # A transaction whose statements carried more than this in all (many small attachments) commits in that thread.
 HEAVY_BYTES = 4 * INLINE_BYTES
+
+
+@functools.lru_cache(maxsize=1024)  # the statements are the repositories' few texts: looked at once each
+def _is_query(sql: str) -> bool:
+    """True for a statement that gives rows (read with the statement)."""
+    return sql.lstrip()[:7].lower().startswith(_QUERIES) or bool(_RETURNING.search(sql))
 
 
 def _size(parameters: Iterable[Any]) -> int | None:
@@ -97,7 +104,7 @@ class _Statement:
         self._many = many
 
     def _query(self) -> bool:
-        return self._sql.lstrip()[:7].lower().startswith(_QUERIES) or bool(_RETURNING.search(self._sql))
+        return _is_query(self._sql)
 
     def _run_inline(self, inline: sqlite3.Connection) -> Rows:
         if self._many:
