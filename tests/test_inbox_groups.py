@@ -7,11 +7,13 @@ import email
 import email.policy
 from pathlib import Path
 
+import pytest
 import structlog.testing
 
 from mailticketd.app import Daemon
 from mailticketd.config import Config
 from mailticketd.storage import Store
+from tests import helpers
 from tests.helpers import SUPPORT, make_config, make_mail
 
 CUSTOMERS = [f"kunde{number}@customer{number}.example" for number in range(10)]
@@ -24,9 +26,10 @@ async def queued(daemon: Daemon, mails: list[tuple[str, bytes]]) -> None:
             await store.inbox.add(peer="127.0.0.1", mail_from=sender, rcpt_tos=[SUPPORT], message_id=None, raw=raw)
 
 
-async def drained(config: Config, mails: list[tuple[str, bytes]], poison: str | None = None) -> Daemon:
-    """A daemon (not listening) that processed ``mails`` in groups as big as it may make them; with ``poison``,
-    storing an article whose subject holds that word fails."""
+async def drained(config: Config, mails: list[tuple[str, bytes]], poison: str | None = None,
+                  together: bool = True) -> Daemon:
+    """A daemon (not listening) that processed ``mails``: after the first, in groups as big as it may make them
+    (``together``) or one by one.  With ``poison``, storing an article whose subject holds that word fails."""
     daemon = Daemon(config)
     await daemon.db.open()
     if poison is not None:
@@ -42,8 +45,11 @@ async def drained(config: Config, mails: list[tuple[str, bytes]], poison: str | 
                 await store.conn.execute(
                     "CREATE TRIGGER poison BEFORE INSERT ON articles FOR EACH ROW EXECUTE FUNCTION poison()")
     await queued(daemon, mails)
-    daemon.worker.group_window = 60.0  # as in a storm on a fast machine: the biggest groups
-    assert await daemon.worker.drain() == len(mails)
+    # As in a storm on a fast machine, the biggest groups; or none at all.
+    daemon.worker.group_window = 60.0 if together else 0.0
+    assert await daemon.worker.process_next()  # the first mail (alone: nothing is parsed yet), the others read
+    await daemon.worker.parsed()
+    assert await daemon.worker.drain() == len(mails) - 1
     return daemon
 
 
@@ -66,7 +72,7 @@ async def test_mails_processed_together_each_get_their_own_ticket_and_answer(tmp
              for number, sender in enumerate(CUSTOMERS)]
     daemon = await drained(make_config(tmp_path), mails)
     try:
-        assert daemon.worker.grouped_mails >= 8  # really processed together, not one by one
+        assert daemon.worker.grouped_mails == 8  # really processed together, not one by one
         async with daemon.db.read() as store:
             tickets = {ticket.subject: ticket for ticket in await store.tickets.list()}
             assert await store.inbox.list(("pending", "failed")) == []
@@ -101,3 +107,62 @@ async def test_a_mail_that_fails_in_a_group_fails_alone(tmp_path: Path) -> None:
         assert "disk quota exceeded" in (waiting.reason or "")
     finally:
         await closed(daemon)
+
+
+async def outcome(daemon: Daemon) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """What people would see: each inbox row's decision and ticket, each ticket with its requester and articles,
+    each outgoing mail's kind, recipient and ticket, in order."""
+    async with daemon.db.read() as store:
+        inbox = [(row.mail_from, row.status, row.decision, row.ticket_number)
+                 for row in await store.inbox.list(("pending", "done", "failed"))]
+        tickets = []
+        for summary in sorted(await store.tickets.list(), key=lambda ticket: ticket.number):
+            ticket = await store.tickets.by_number(summary.number)
+            assert ticket is not None
+            articles = [(article.author, article.kind, article.flags) for article in await store.articles.for_ticket(ticket.id)]
+            tickets.append((summary.number, summary.subject, summary.requester, summary.status, articles))
+        outbox = [(row.kind, row.rcpt_to, row.ticket_id) for row in await store.outbox.list(("queued",))]
+    return inbox, tickets, outbox
+
+
+async def test_a_group_decides_exactly_what_one_mail_after_the_other_decides(tmp_path: Path,
+                                                                            request: pytest.FixtureRequest) -> None:
+    """Mails that depend on each other in one group: a reply to the ticket the mail before it opened, the same mail
+    again through a second support address, a CC'd colleague writing too, and more mails than one sender may be
+    answered in an hour.  Processed together they give the same tickets, articles, decisions and outgoing mail
+    as processed one by one."""
+    anna, bob = CUSTOMERS[0], CUSTOMERS[1]
+    first = make_mail(anna, subject="Ausfall de-fr-srv-0815", message_id="first@customer0.example",
+                      cc=bob)
+    mails = [
+        (anna, make_mail(anna, subject="Vorab", message_id="before@customer0.example")),
+        (anna, first),
+        (anna, make_mail(anna, subject="AW: Ausfall de-fr-srv-0815", message_id="reply@customer0.example",
+                         in_reply_to="first@customer0.example", references="first@customer0.example",
+                         body="Er antwortet immer noch nicht.")),
+        (anna, first),  # the same mail again (it went to two support addresses)
+        (bob, make_mail(bob, subject="Re: Ausfall de-fr-srv-0815", in_reply_to="first@customer0.example",
+                        references="first@customer0.example", body="Bei mir auch.")),
+        (anna, make_mail(anna, subject="Noch eine Frage")),
+        (anna, make_mail(anna, subject="Und noch eine")),
+    ]
+    seen = []
+    for together in (True, False):
+        folder = tmp_path / ("together" if together else "alone")
+        folder.mkdir()
+        storage = {}
+        if helpers.DATABASE_URL is not None and not together:  # on PostgreSQL: a second, empty database
+            storage = {"database": request.getfixturevalue("postgres_cluster").database()}
+        daemon = await drained(make_config(folder, notify={"max_auto_replies_per_hour": 2}, storage=storage),
+                               mails, together=together)
+        try:
+            assert daemon.worker.grouped_mails == (len(mails) - 1 if together else 0)
+            seen.append(await outcome(daemon))
+        finally:
+            await closed(daemon)
+    together, alone = seen
+    for part, name in enumerate(("inbox", "tickets", "outbox")):
+        assert together[part] == alone[part], name
+    inbox, tickets, outbox = together
+    assert [decision for _, _, decision, _ in inbox].count("duplicate") == 1
+    assert any(len(articles) == 3 for *_, articles in tickets)  # the reply and Bob's answer joined the ticket

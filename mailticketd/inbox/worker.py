@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 from datetime import datetime, timedelta
 
 import structlog
@@ -34,14 +35,24 @@ MAX_DEFER = 0.1
 # half of them are done.
 LOOK_AHEAD = 16
 LOOK_AHEAD_BYTES = 4 << 20
-# A mail whose steps ran: its context, and the Discard that ended them early (None when they all ran).
-Decided = tuple[Context, Discard | None]
 # In a storm, mails whose parsing is done are processed several in one transaction, one after the other: one
 # commit (one fsync) and one trip to the letter-writing thread for all of them.  As many as fit in GROUP_WINDOW
 # seconds by the recent time a mail took, at most GROUP: the SMTP side's commits wait for the transaction in
 # progress, so its length is what a sender may wait for its 250 beyond its own commit.
 GROUP = 8
 GROUP_WINDOW = 0.015
+GROUP_BYTES = 1 << 20  # big mails take long to store whatever the mean says: a group holds at most this much mail
+
+# A mail whose steps ran: its context, and the Discard that ended them early (None when they all ran).
+Decided = tuple[Context, Discard | None]
+
+
+class Setup(NamedTuple):
+    """What a transaction's mails are processed with."""
+
+    config: Config
+    pipeline: Pipeline
+    services: Services
 
 
 class InboxWorker(QueueWorker):
@@ -102,6 +113,10 @@ class InboxWorker(QueueWorker):
             count += handled
         return count
 
+    async def parsed(self) -> None:
+        """Wait until every row read ahead is parsed (for tests that look at how mails are grouped)."""
+        await asyncio.gather(*(preparing for _, preparing in self._ahead), return_exceptions=True)
+
     async def _defer_to_smtp(self) -> None:
         """Wait while the SMTP side is busy committing mail (both share one interpreter), at most MAX_DEFER."""
         loop = asyncio.get_running_loop()
@@ -121,25 +136,32 @@ class InboxWorker(QueueWorker):
                 await self._read_ahead()
             elif self._more and (len(self._ahead) <= LOOK_AHEAD // 2
                                  or len(self._ahead) < LOOK_AHEAD and _parsed(self._ahead[-1][1])):
-                # Topped up before the parse processes run dry (half the rows ahead are left, or all of them are
-                # parsed): the rows after the last one read (and rows that failed before and are due again) are
+                # Topped up before the parse processes run dry (half the rows ahead are left, or the last of them
+                # is parsed): the rows after the last one read (and rows that failed before and are due again) are
                 # parsed while the ones ahead are processed.
                 await self._defer_to_smtp()
                 await self._read_ahead(after=self._ahead[-1][0].id)
             if not self._ahead:
                 return 0
             group = [self._ahead.popleft()]
-            size = max(1, min(GROUP, int(self.group_window / self.mail_seconds)))
-            while _parsed(group[0][1]) and self._ahead and len(group) < size and _parsed(self._ahead[0][1]):
+            size, room = max(1, min(GROUP, int(self.group_window / self.mail_seconds))), GROUP_BYTES - group[0][0].size
+            while (_parsed(group[0][1]) and self._ahead and len(group) < size and _parsed(self._ahead[0][1])
+                   and self._ahead[0][0].size <= room):
+                room -= self._ahead[0][0].size
                 group.append(self._ahead.popleft())
             self._taken.update(row.id for row, _ in group)
+        waiting = deque(group)
         try:
             if len(group) > 1 and await self._process_group([(row, preparing.result()) for row, preparing in group]):
-                return len(group)
-            for row, preparing in group:  # one by one: alone, or again after its group failed
-                await self._process_alone(row, preparing)
+                waiting.clear()
+            while waiting:  # one by one: alone, or again after its group failed
+                await self._process_alone(*waiting[0])
+                waiting.popleft()
             return len(group)
         finally:
+            # Rows not processed (the database failed even to record a failure, or the daemon stops) stay first in
+            # line: a later mail is never processed before them.
+            self._ahead.extendleft(reversed(waiting))
             self._taken.difference_update(row.id for row, _ in group)
 
     async def _process_alone(self, row: InboxRow, preparing: asyncio.Future[PreparedMail]) -> None:
@@ -161,15 +183,15 @@ class InboxWorker(QueueWorker):
         """Process ``group`` in one transaction, each mail's steps after the one before; False (and nothing
         committed) when any of them failed: each is then processed again alone, so a mail fails on its own."""
         started = time.perf_counter()
-        services = self.services  # one mailer for the whole transaction, even when a reload comes meanwhile
+        setup = self._setup()
         letters = LetterBatch()
         done: list[tuple[InboxRow, Decided | None]] = []
         try:
-            async with self.db.transaction(backlog=True) as store:
+            async with self.db.transaction(backlog=bool(self._ahead)) as store:
                 for row, prepared in group:
                     with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
-                        done.append((row, await self._decide(store, row, prepared, services, letters)))
-                await services.mailer.flush(store, letters)
+                        done.append((row, await self._decide(store, row, prepared, setup, letters)))
+                await setup.services.mailer.flush(store, letters)
         except Exception as error:
             log.info("inbox.group_failed", mails=len(group), error=f"{type(error).__name__}: {error}")
             return False
@@ -207,28 +229,34 @@ class InboxWorker(QueueWorker):
                 task = asyncio.create_task(self.preparer.prepare(source, whole=row.origin is not None))
             self._ahead.append((row, task))
 
+    def _setup(self) -> Setup:
+        """The configuration, pipeline and services of now, for a whole transaction: a reload meanwhile (SIGHUP)
+        changes the next transaction, never the mails of one half and half."""
+        return Setup(self.config, self.pipeline, self.services)
+
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
-        services = self.services
+        setup = self._setup()
         letters = LetterBatch()
         async with self.db.transaction(backlog=bool(self._ahead)) as store:
-            decided = await self._decide(store, row, prepared, services, letters)
-            await services.mailer.flush(store, letters)  # the mailer the letters were queued with
+            decided = await self._decide(store, row, prepared, setup, letters)
+            await setup.services.mailer.flush(store, letters)  # the mailer the letters were queued with
         self._committed(row, decided)
 
-    async def _decide(self, store: Store, row: InboxRow, prepared: PreparedMail, services: Services,
+    async def _decide(self, store: Store, row: InboxRow, prepared: PreparedMail, setup: Setup,
                       letters: LetterBatch) -> Decided | None:
         """Run the pipeline over one mail inside the caller's transaction and mark its row done; its letters wait in
         ``letters``.  None when another daemon took the mail over."""
         if not await store.inbox.still_claimed(row.id, self.db.owner):
-            log.warning("mail.taken_over")  # our lease ended and another daemon took the mail: it is theirs
+            # Our lease ended and another daemon took the mail (it is theirs), or it is done already.
+            log.warning("mail.taken_over")
             return None
         envelope = Envelope(peer=row.peer, mail_from=row.mail_from, rcpt_tos=row.rcpt_tos,
                             web=WebOrigin.from_row(row.origin))
         ctx = Context(inbox_id=row.id, envelope=envelope, mail=prepared.mail, visible_text=prepared.visible_text,
-                      store=store, config=self.config, services=services, now=self.clock(),
+                      store=store, config=setup.config, services=setup.services, now=self.clock(),
                       new_text=prepared.new_text, letters=letters)
         try:
-            await self.pipeline.run(ctx)
+            await setup.pipeline.run(ctx)
         except Discard as outcome:
             await store.inbox.mark_done(row.id, decision=outcome.reason, ticket_id=outcome.ticket_id)
             return ctx, outcome

@@ -139,13 +139,14 @@ class InboxRepository:
             return [(_row(values), bytes(values[13])) for values in await cursor.fetchall()]
 
     async def still_claimed(self, inbox_id: int, owner: str) -> bool:
-        """True if the row is pending and claimed by ``owner`` (call in the transaction that processes it: another
-        daemon may have taken it over after the lease ended, and done it).  Always true with one daemon."""
-        if not self.conn.dialect.shared:
-            return True
-        async with self.conn.execute(
-            "SELECT 1 FROM inbox WHERE id = ? AND status = 'pending' AND claimed_by = ?", (inbox_id, owner)
-        ) as cursor:
+        """True if the row is pending and, where daemons share the database, claimed by ``owner`` (call in the
+        transaction that processes it: another daemon may have taken it over after the lease ended, and done it;
+        and a mail is never processed a second time once done, whatever the worker believes)."""
+        parameters: list[object] = [inbox_id]
+        sql = "SELECT 1 FROM inbox WHERE id = ? AND status = 'pending'"
+        if self.conn.dialect.shared:
+            sql, parameters = sql + " AND claimed_by = ?", [inbox_id, owner]
+        async with self.conn.execute(sql, parameters) as cursor:
             return await cursor.fetchone() is not None
 
     async def stats(self) -> tuple[int, int, str | None]:
