@@ -119,7 +119,8 @@ async def outcome(daemon: Daemon) -> tuple[list[tuple], list[tuple], list[tuple]
         for summary in sorted(await store.tickets.list(), key=lambda ticket: ticket.number):
             ticket = await store.tickets.by_number(summary.number)
             assert ticket is not None
-            articles = [(article.author, article.kind, article.flags) for article in await store.articles.for_ticket(ticket.id)]
+            articles = [(article.author, article.kind, article.flags)
+                        for article in await store.articles.for_ticket(ticket.id)]
             tickets.append((summary.number, summary.subject, summary.requester, summary.status, articles))
         outbox = [(row.kind, row.rcpt_to, row.ticket_id) for row in await store.outbox.list(("queued",))]
     return inbox, tickets, outbox

@@ -144,7 +144,8 @@ class InboxWorker(QueueWorker):
             if not self._ahead:
                 return 0
             group = [self._ahead.popleft()]
-            size, room = max(1, min(GROUP, int(self.group_window / self.mail_seconds))), GROUP_BYTES - group[0][0].size
+            size = max(1, min(GROUP, int(self.group_window / self.mail_seconds)))
+            room = GROUP_BYTES - group[0][0].size
             while (_parsed(group[0][1]) and self._ahead and len(group) < size and _parsed(self._ahead[0][1])
                    and self._ahead[0][0].size <= room):
                 room -= self._ahead[0][0].size
