@@ -7,9 +7,9 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple
-from datetime import datetime, timedelta
 
 import structlog
 
@@ -167,7 +167,6 @@ class InboxWorker(QueueWorker):
 
     async def _process_alone(self, row: InboxRow, preparing: asyncio.Future[PreparedMail]) -> None:
         with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
-            started = time.perf_counter()
             try:
                 prepared = await preparing
                 started = time.perf_counter()
@@ -184,15 +183,8 @@ class InboxWorker(QueueWorker):
         """Process ``group`` in one transaction, each mail's steps after the one before; False (and nothing
         committed) when any of them failed: each is then processed again alone, so a mail fails on its own."""
         started = time.perf_counter()
-        setup = self._setup()
-        letters = LetterBatch()
-        done: list[tuple[InboxRow, Decided | None]] = []
         try:
-            async with self.db.transaction(backlog=bool(self._ahead)) as store:
-                for row, prepared in group:
-                    with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
-                        done.append((row, await self._decide(store, row, prepared, setup, letters)))
-                await setup.services.mailer.flush(store, letters)
+            done = await self._in_one_transaction(group)
         except Exception as error:
             log.info("inbox.group_failed", mails=len(group), error=f"{type(error).__name__}: {error}")
             return False
@@ -236,12 +228,22 @@ class InboxWorker(QueueWorker):
         return Setup(self.config, self.pipeline, self.services)
 
     async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
+        [(_, decided)] = await self._in_one_transaction([(row, prepared)])
+        self._committed(row, decided)
+
+    async def _in_one_transaction(self, mails: list[tuple[InboxRow, PreparedMail]]
+                                  ) -> list[tuple[InboxRow, Decided | None]]:
+        """Run the pipeline over ``mails``, one after the other, in one transaction with their letters written just
+        before the commit; raises (nothing committed) when any of them fails."""
         setup = self._setup()
         letters = LetterBatch()
+        done: list[tuple[InboxRow, Decided | None]] = []
         async with self.db.transaction(backlog=bool(self._ahead)) as store:
-            decided = await self._decide(store, row, prepared, setup, letters)
+            for row, prepared in mails:
+                with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
+                    done.append((row, await self._decide(store, row, prepared, setup, letters)))
             await setup.services.mailer.flush(store, letters)  # the mailer the letters were queued with
-        self._committed(row, decided)
+        return done
 
     async def _decide(self, store: Store, row: InboxRow, prepared: PreparedMail, setup: Setup,
                       letters: LetterBatch) -> Decided | None:
