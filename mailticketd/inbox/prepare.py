@@ -36,6 +36,9 @@ log = structlog.get_logger("mailticketd.inbox")
 # reads a mail in chunks to bound its memory (mail/parse.py).
 PROCESS_LIMIT = 1 << 20
 POOL_ATTEMPTS = 3
+# At most this many mails go to the pool in one task: a task's mails are ready only when its last one is, and the
+# first of them is what the inbox waits for.
+CHUNK = 8
 # Memory blocks from this size on are mapped for each allocation and given back to the system when freed.
 BIG_BLOCK = 1 << 20
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -167,14 +170,15 @@ class Preparer:
         """Start preparing ``items`` (mails for the pool, with ``whole``) in the background; a future each, in order.
 
         They go to the pool as one task per pool process rather than one task a mail: each task costs the daemon's
-        interpreter a wake-up of the pool's two threads and a hand-over of its lock.  When a pool process dies
+        interpreter a wake-up of the pool's two threads and a hand-over of its lock.  A task holds at most ``CHUNK``
+        mails, so the first mails are ready while the pool still works on the later ones.  When a pool process dies
         under a task, its mails are prepared again one by one (``prepare``), so a mail that kills the pool fails
         alone.
         """
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[PreparedMail]] = [loop.create_future() for _ in items]
         self.pooled_mails += len(items)
-        share = max(1, -(-len(items) // max(1, self.processes)))  # ceiling: every process gets work
+        share = max(1, min(CHUNK, -(-len(items) // max(1, self.processes))))  # ceiling: every process gets work
         for first in range(0, len(items), share):
             chunk = [(index, *items[index]) for index in range(first, min(first + share, len(items)))]
             task = asyncio.create_task(self._prepare_chunk(chunk, futures))

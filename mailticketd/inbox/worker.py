@@ -32,8 +32,10 @@ log = structlog.get_logger("mailticketd.inbox")
 BUSY_WINDOW = 0.01
 MAX_DEFER = 0.1
 # Rows read ahead and parsed in the background while the one before them is in its transaction; topped up when
-# half of them are done.
+# half of them are done (or the last of them is parsed).  Once the SMTP side is quiet (below), more than a group
+# holds; while it stores mail, fewer: parsing far ahead then takes the processor from the senders.
 LOOK_AHEAD = 16
+QUIET_LOOK_AHEAD = 48
 LOOK_AHEAD_BYTES = 4 << 20
 # In a storm, mails whose parsing is done are processed several in one transaction, one after the other: one
 # commit (one fsync) and one trip to the letter-writing thread for all of them.  As many as fit in GROUP_WINDOW
@@ -42,6 +44,12 @@ LOOK_AHEAD_BYTES = 4 << 20
 GROUP = 8
 GROUP_WINDOW = 0.015
 GROUP_BYTES = 1 << 20  # big mails take long to store whatever the mean says: a group holds at most this much mail
+# Once the SMTP side has stored nothing for QUIET_AFTER seconds (the storm is in, its backlog is left), no sender
+# waits behind a transaction but the next one to arrive: groups grow to QUIET_WINDOW seconds, QUIET_GROUP mails.
+QUIET_AFTER = 0.05
+QUIET_GROUP = 32
+QUIET_WINDOW = 0.1
+QUIET_BYTES = 4 << 20
 
 # A mail whose steps ran: its context, and the Discard that ended them early (None when they all ran).
 Decided = tuple[Context, Discard | None]
@@ -79,7 +87,8 @@ class InboxWorker(QueueWorker):
         self._more = False  # the last read filled the look-ahead
         # How long a mail's processing took of late (a running mean): the groups' size follows from it.
         self.mail_seconds = GROUP_WINDOW
-        self.group_window = GROUP_WINDOW
+        self.group_window = GROUP_WINDOW  # while the SMTP side stores mail
+        self.quiet_window = QUIET_WINDOW  # once it has been quiet for QUIET_AFTER
         self.grouped_mails = 0  # mails committed in a group of several
         self._warming: asyncio.Task[None] | None = None
         super().__init__()
@@ -134,8 +143,8 @@ class InboxWorker(QueueWorker):
             if not self._ahead:
                 await self._defer_to_smtp()  # once a read-ahead: the rows read are processed without a pause
                 await self._read_ahead()
-            elif self._more and (len(self._ahead) <= LOOK_AHEAD // 2
-                                 or len(self._ahead) < LOOK_AHEAD and _parsed(self._ahead[-1][1])):
+            elif self._more and (len(self._ahead) <= (limit := self._look_ahead()) // 2
+                                 or len(self._ahead) < limit and _parsed(self._ahead[-1][1])):
                 # Topped up before the parse processes run dry (half the rows ahead are left, or the last of them
                 # is parsed): the rows after the last one read (and rows that failed before and are due again) are
                 # parsed while the ones ahead are processed.
@@ -144,8 +153,8 @@ class InboxWorker(QueueWorker):
             if not self._ahead:
                 return 0
             group = [self._ahead.popleft()]
-            size = max(1, min(GROUP, int(self.group_window / self.mail_seconds)))
-            room = GROUP_BYTES - group[0][0].size
+            size, room = self._group_limits()
+            room -= group[0][0].size
             while (_parsed(group[0][1]) and self._ahead and len(group) < size and _parsed(self._ahead[0][1])
                    and self._ahead[0][0].size <= room):
                 room -= self._ahead[0][0].size
@@ -164,6 +173,21 @@ class InboxWorker(QueueWorker):
             # line: a later mail is never processed before them.
             self._ahead.extendleft(reversed(waiting))
             self._taken.difference_update(row.id for row, _ in group)
+
+    def _quiet(self) -> bool:
+        """The SMTP side has stored no mail for QUIET_AFTER seconds."""
+        return asyncio.get_running_loop().time() - self.db.intake.last_commit >= QUIET_AFTER
+
+    def _look_ahead(self) -> int:
+        """How many rows are read ahead now."""
+        return QUIET_LOOK_AHEAD if self._quiet() else LOOK_AHEAD
+
+    def _group_limits(self) -> tuple[int, int]:
+        """How many mails, and how many bytes of mail, the next transaction may hold: few while the SMTP side stores
+        mail (its commits wait for ours), more once it has been quiet."""
+        if self._quiet():
+            return max(1, min(QUIET_GROUP, int(self.quiet_window / self.mail_seconds))), QUIET_BYTES
+        return max(1, min(GROUP, int(self.group_window / self.mail_seconds))), GROUP_BYTES
 
     async def _process_alone(self, row: InboxRow, preparing: asyncio.Future[PreparedMail]) -> None:
         with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
@@ -199,7 +223,9 @@ class InboxWorker(QueueWorker):
         """Read (claim, where daemons share the database) the next due rows (past the id ``after``) and start parsing
         them, in order, in the background."""
         now = self.clock()
-        room = LOOK_AHEAD - len(self._ahead)
+        room = self._look_ahead() - len(self._ahead)
+        if room <= 0:  # mail came in meanwhile: the look-ahead is smaller again
+            return
         async with self.db.claims() as store:
             items = await store.inbox.claim_due_batch(
                 now, owner=self.db.owner, lease_until=now + timedelta(seconds=self.config.inbox.claim_lease),

@@ -8,13 +8,17 @@ the copy in ``new/`` instead of adding a second one.  ``Delivered-To`` (the
 envelope recipient) and ``Return-Path`` (the envelope sender) are prepended
 with the line ending the mail itself uses; the mail's own bytes stay as
 they are.  ``send_batch`` writes several mails in one trip to a worker
-thread and syncs ``new/`` once after their renames.
+thread: all of them into ``tmp/``, one ``syncfs`` of the file system for
+all their bytes (on Linux; elsewhere each file is synced), then the renames
+and one sync of ``new/``.  A file synced on its own costs about half a
+millisecond of the kernel's time; a batch's one sync, a tenth of that a file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
 import itertools
 import os
@@ -30,6 +34,9 @@ from mailticketd.outbox.transports.errors import PermanentFailure, TemporaryFail
 Outgoing = tuple[str, str, bytes, str]
 
 _SUBFOLDERS = ("tmp", "new", "cur")
+
+# syncfs(2): every file written on one file system made durable at once (Linux; None where the C library lacks it).
+_SYNCFS = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
 
 
 class MaildirTransport:
@@ -77,25 +84,36 @@ class MaildirTransport:
         return results
 
     def _deliver_all(self, ready: list[tuple[int, str, bytes]]) -> list[tuple[int, OSError]]:
+        """Each mail into ``tmp/``, all of them synced, then each renamed into ``new/``: a reader never sees a file
+        in ``new/`` whose bytes could still be lost."""
         failed: list[tuple[int, OSError]] = []
-        written = False
+        written: list[tuple[int, str]] = []
+        each = _SYNCFS is None  # no syncfs: each file synced on its own, as ``send`` does
         for position, name, content in ready:
             try:
                 if not self._made:
                     self._make_folders()
                 try:
-                    self._write(name, content, sync_folder=False)
+                    self._write_temporary(name, content, sync=each)
                 except FileNotFoundError:  # somebody removed the maildir or a folder of it: made again, at once
                     self._make_folders()
-                    self._write(name, content, sync_folder=False)
-                written = True
+                    self._write_temporary(name, content, sync=each)
+                written.append((position, name))
             except OSError as error:
                 failed.append((position, error))
-        if written:
-            try:
-                _sync_directory(os.path.join(self._folder, "new"))
-            except OSError as error:  # the renames may not last: each is written again on the next try
-                return [(position, error) for position, _, _ in ready]
+        if not written:
+            return failed
+        try:
+            if not each:
+                _sync_file_system(os.path.join(self._folder, "tmp"))
+            for position, name in written:
+                os.rename(os.path.join(self._folder, "tmp", name), os.path.join(self._folder, "new", name))
+            _sync_directory(os.path.join(self._folder, "new"))
+        except OSError as error:  # the files or their renames may not last: each is written again on the next try
+            for _, name in written:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._folder, "tmp", name))
+            return [(position, error) for position, _, _ in ready]
         return failed
 
     def file_name(self, delivery_id: str) -> str:
@@ -124,23 +142,32 @@ class MaildirTransport:
             (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         self._made = True
 
-    def _write(self, name: str, content: bytes, *, sync_folder: bool = True) -> None:
+    def _write(self, name: str, content: bytes) -> None:
         temporary = os.path.join(self._folder, "tmp", name)
-        final = os.path.join(self._folder, "new", name)
+        self._write_temporary(name, content, sync=True)
+        try:
+            os.rename(temporary, os.path.join(self._folder, "new", name))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        _sync_directory(os.path.join(self._folder, "new"))
+
+    def _write_temporary(self, name: str, content: bytes, *, sync: bool) -> None:
+        """The mail as ``tmp/name`` (synced with ``sync``); nothing left there when writing fails."""
+        temporary = os.path.join(self._folder, "tmp", name)
         # Truncate, not exclusive: a file of the same name is this delivery's own, left by a crash.
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
                 handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(temporary, final)
+                if sync:
+                    os.fsync(handle.fileno())
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
-        if sync_folder:
-            _sync_directory(os.path.join(self._folder, "new"))
 
 
 def _control_character(mail_from: str, rcpt_to: str) -> PermanentFailure | None:
@@ -156,6 +183,18 @@ def _envelope_headers(mail_from: str, rcpt_to: str, raw: bytes) -> bytes:
     newline = b"\r\n" if first_break > 0 and raw[first_break - 1:first_break] == b"\r" else b"\n"
     return (b"Delivered-To: " + rcpt_to.encode("utf-8") + newline
             + b"Return-Path: <" + mail_from.encode("utf-8") + b">" + newline)
+
+
+def _sync_file_system(path: str) -> None:
+    """Make everything written on the file system of ``path`` durable (``syncfs``); raises OSError when it fails."""
+    assert _SYNCFS is not None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            number = ctypes.get_errno()
+            raise OSError(number, os.strerror(number), path)
+    finally:
+        os.close(fd)
 
 
 def _sync_directory(path: str) -> None:
