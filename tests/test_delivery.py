@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import email
+import errno
+import os
 import email.policy
 import shutil
 from datetime import datetime, timedelta
@@ -16,6 +19,7 @@ import structlog
 
 from mailticketd.clock import utc_now
 from mailticketd.config import Config
+from mailticketd.outbox.transports import maildir as maildir_module
 from mailticketd.outbox.transports import MaildirTransport, SmtpTransport, Transport, make_transport
 from mailticketd.outbox.worker import DeliveryWorker
 from mailticketd.storage import database_for
@@ -208,6 +212,57 @@ async def test_one_bad_recipient_in_a_maildir_batch_fails_alone(tmp_path: Path) 
     assert failed.status == "failed" and failed.last_error is not None and "control character" in failed.last_error
     assert [row.id for row, _ in failures.calls] == [bad]
     assert len(list((config.outbound.maildir / "new").iterdir())) == 4
+
+
+async def test_a_maildir_batch_the_disk_cannot_sync_is_kept_and_written_again(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the disk fails to make a batch's files durable, none of them appears in new/ (a reader never sees a
+    mail that could still be lost), nothing is left in tmp/, every row stays queued, and the next try delivers
+    each mail once."""
+    config = make_config(tmp_path)
+    maildir = config.outbound.maildir
+    recipients = [f"kunde{n}@customer.example" for n in range(4)]
+
+    def failing_disk(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    async with database_for(config.storage) as db:
+        ids = [await enqueue(db, rcpt) for rcpt in recipients]
+        clock = FakeClock()
+        monkeypatch.setattr(maildir_module, "_SYNCFS", failing_disk)
+        await DeliveryWorker(db, config, MaildirTransport(maildir), clock=clock).drain()
+        rows = [await row_of(db, outbox_id) for outbox_id in ids]
+        assert {row.status for row in rows} == {"queued"}
+        assert all(row.last_error and "Input/output error" in row.last_error for row in rows)
+        assert list((maildir / "new").iterdir()) == [] and list((maildir / "tmp").iterdir()) == []
+        monkeypatch.undo()
+        clock.advance(config.outbound.max_retry_delay)  # due again
+        assert await DeliveryWorker(db, config, MaildirTransport(maildir), clock=clock).drain() == 4
+        assert {(await row_of(db, outbox_id)).status for outbox_id in ids} == {"sent"}
+    assert sorted(path.read_bytes().split(b"\r\n", 1)[0].decode() for path in (maildir / "new").iterdir()) == sorted(
+        f"Delivered-To: {rcpt}" for rcpt in recipients)
+
+
+async def test_a_maildir_batch_without_syncfs_syncs_each_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the C library has no syncfs, each file of a batch is synced on its own, and the batch is delivered
+    all the same."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(maildir_module, "_SYNCFS", None)
+    monkeypatch.setattr(maildir_module.os, "fsync", counting_fsync)
+    transport = MaildirTransport(tmp_path / "maildir")
+    mails = [(SUPPORT, f"kunde{n}@customer.example", outgoing(f"kunde{n}@customer.example"), f"{n}.n1@example.net")
+             for n in range(3)]
+    assert await transport.send_batch(mails) == [None, None, None]
+    assert len(synced) == 3 + 1  # each file, then new/ once
+    assert len(list((tmp_path / "maildir" / "new").iterdir())) == 3
+    assert list((tmp_path / "maildir" / "tmp").iterdir()) == []
 
 
 class DiesAtTheSecondSend:
