@@ -82,6 +82,12 @@ _MAY_HAVE_HEADER = re.compile(
 )
 
 
+# The library reads a text to its end, at a cost that grows with its length (the quoted history is often most of
+# it), but only its first header matters here: it is given the text through LIBRARY_MARGIN lines past the first
+# line that may begin a header, and the whole text only when it finds no header in that part.
+LIBRARY_MARGIN = 8
+
+
 def may_have_header(text: str) -> bool:
     """False only when mail-parser-reply would find no quote header in ``text`` (as given to the library)."""
     return _MAY_HAVE_HEADER.search(text) is not None
@@ -91,9 +97,13 @@ def _library_cut(lines: list[str]) -> int:
     """Index of the first line mail-parser-reply counts as quoted history."""
     kept = _parser_lines(lines)
     text = "\n".join(line for _, line in kept)
-    if not may_have_header(text):
+    candidate = _MAY_HAVE_HEADER.search(text)
+    if candidate is None:
         return len(lines)  # what the library answers for a text without headers: one reply, all of it
-    message = _PARSER.read(text)
+    head = _through_line(text, candidate.start(), LIBRARY_MARGIN)
+    message = _PARSER.read(head)
+    if len(head) < len(text) and not (message.replies and (message.replies[0].headers or len(message.replies) > 1)):
+        message = _PARSER.read(text)  # no header in the first part: the library's answer on the whole text
     if not message.replies:
         return len(lines)
     first = message.replies[0]
@@ -112,6 +122,16 @@ def _library_cut(lines: list[str]) -> int:
             return len(lines)  # cannot place the cut: keep everything rather than guess
         position += 1
     return kept[position][0] if position < len(kept) else len(lines)
+
+
+def _through_line(text: str, start: int, count: int) -> str:
+    """``text`` up to the end of the ``count``-th line after the one holding ``start``."""
+    end = start
+    for _ in range(count + 1):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            return text
+    return text[:end]
 
 
 def _is_attribution(text: str) -> bool:
