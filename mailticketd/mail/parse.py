@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import functools
 import email.policy
 import email.utils
 import re
@@ -105,12 +106,29 @@ def _prequote(text: str) -> str:
     return "".join(out)
 
 
+# The same address headers come again and again (every mail to the support address, a customer's every mail):
+# a parse process keeps the pairs of the recent ones, of headers up to this length.
+_REMEMBERED_HEADER = 1000
+
+
+@functools.lru_cache(maxsize=512)
+def _remembered_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple(get_addresses(text, decode_names=True))
+
+
+def _pairs(text: str) -> Iterable[tuple[str, str]]:
+    """mail-parser's (name, address) pairs of an address header."""
+    if len(text) <= _REMEMBERED_HEADER:
+        return _remembered_pairs(text)
+    return get_addresses(text, decode_names=True)
+
+
 def _addresses(values: Iterable[object], notes: list[str], hint: str | None) -> tuple[Address, ...]:
     found: dict[str, Address] = {}
     for index, value in enumerate(values):
         text = _prequote(unfolded(value, hint, detecting=index == 0))
         try:
-            pairs = get_addresses(text, decode_names=True)
+            pairs = _pairs(text)
         except Exception as exc:  # noqa: BLE001 - mail-parser raises more than its own errors
             notes.append(f"address header fell back to email.utils: {type(exc).__name__}: {exc}")
             pairs = email.utils.getaddresses([text])
