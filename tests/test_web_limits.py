@@ -131,6 +131,30 @@ def test_repeated_warnings_are_held_back_and_counted() -> None:
     assert events.count("mail.processed") == 1000  # one line per mail is never held back
 
 
+def test_repeated_warnings_of_the_daemon_itself_are_held_back_and_counted() -> None:
+    """The daemon's own lines (written without the standard library) are held back the same way, and its own
+    warnings come out in the same JSON as the libraries' records."""
+    now = [0.0]
+    stream = io.StringIO()
+    setup_logging("json", stream=stream)
+    processors = structlog.get_config()["processors"]
+    [index] = [place for place, processor in enumerate(processors) if isinstance(processor, RepeatLimit)]
+    processors[index] = RepeatLimit(burst=5, window=10.0, clock=lambda: now[0])
+    log = structlog.get_logger("mailticketd.smtp")
+    for _ in range(1000):
+        log.warning("smtp.too_many_connections", peer="192.0.2.7")
+        log.info("mail.processed")
+    now[0] = 11.0
+    log.warning("smtp.too_many_connections", peer="192.0.2.7")
+    logging.getLogger("asyncio").warning("socket.accept() out of system resource")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    refused = [line for line in lines if line["event"] == "smtp.too_many_connections"]
+    assert len(refused) == 6 and refused[-1]["suppressed"] == 995
+    assert {line["level"] for line in refused} == {"warning"} and {line["priority"] for line in refused} == {4}
+    assert sum(line["event"] == "mail.processed" for line in lines) == 1000  # one line per mail is never held back
+    assert lines[-1]["event"] == "socket.accept() out of system resource" and lines[-1]["priority"] == 4
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
