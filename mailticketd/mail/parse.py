@@ -120,7 +120,8 @@ def _pairs(text: str) -> Iterable[tuple[str, str]]:
     """mail-parser's (name, address) pairs of an address header."""
     if len(text) <= _REMEMBERED_HEADER:
         return _remembered_pairs(text)
-    return get_addresses(text, decode_names=True)
+    pairs: list[tuple[str, str]] = get_addresses(text, decode_names=True)
+    return pairs
 
 
 def _addresses(values: Iterable[object], notes: list[str], hint: str | None) -> tuple[Address, ...]:
