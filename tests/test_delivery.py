@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
+import contextlib
 import email
+import email.policy
 import errno
 import os
-import email.policy
 import shutil
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,8 +20,9 @@ import structlog
 
 from mailticketd.clock import utc_now
 from mailticketd.config import Config
-from mailticketd.outbox.transports import maildir as maildir_module
 from mailticketd.outbox.transports import MaildirTransport, SmtpTransport, Transport, make_transport
+from mailticketd.outbox.transports.errors import TemporaryFailure
+from mailticketd.outbox.transports.maildir import default_batch_sync
 from mailticketd.outbox.worker import DeliveryWorker
 from mailticketd.storage import database_for
 from mailticketd.storage.outbox import OutboxRow
@@ -214,8 +216,7 @@ async def test_one_bad_recipient_in_a_maildir_batch_fails_alone(tmp_path: Path) 
     assert len(list((config.outbound.maildir / "new").iterdir())) == 4
 
 
-async def test_a_maildir_batch_the_disk_cannot_sync_is_kept_and_written_again(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_maildir_batch_the_disk_cannot_sync_is_kept_and_written_again(tmp_path: Path) -> None:
     """When the disk fails to make a batch's files durable, none of them appears in new/ (a reader never sees a
     mail that could still be lost), nothing is left in tmp/, every row stays queued, and the next try delivers
     each mail once."""
@@ -223,20 +224,20 @@ async def test_a_maildir_batch_the_disk_cannot_sync_is_kept_and_written_again(tm
     maildir = config.outbound.maildir
     recipients = [f"kunde{n}@customer.example" for n in range(4)]
 
-    def failing_disk(fd: int) -> int:
-        ctypes.set_errno(errno.EIO)
-        return -1
+    @contextlib.contextmanager
+    def failing_disk(folder: str) -> Iterator[Callable[[], None]]:
+        def sync() -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), folder)
+        yield sync
 
     async with database_for(config.storage) as db:
         ids = [await enqueue(db, rcpt) for rcpt in recipients]
         clock = FakeClock()
-        monkeypatch.setattr(maildir_module, "_SYNCFS", failing_disk)
-        await DeliveryWorker(db, config, MaildirTransport(maildir), clock=clock).drain()
+        await DeliveryWorker(db, config, MaildirTransport(maildir, batch_sync=failing_disk), clock=clock).drain()
         rows = [await row_of(db, outbox_id) for outbox_id in ids]
         assert {row.status for row in rows} == {"queued"}
         assert all(row.last_error and "Input/output error" in row.last_error for row in rows)
         assert list((maildir / "new").iterdir()) == [] and list((maildir / "tmp").iterdir()) == []
-        monkeypatch.undo()
         clock.advance(config.outbound.max_retry_delay)  # due again
         assert await DeliveryWorker(db, config, MaildirTransport(maildir), clock=clock).drain() == 4
         assert {(await row_of(db, outbox_id)).status for outbox_id in ids} == {"sent"}
@@ -244,25 +245,21 @@ async def test_a_maildir_batch_the_disk_cannot_sync_is_kept_and_written_again(tm
         f"Delivered-To: {rcpt}" for rcpt in recipients)
 
 
-async def test_a_maildir_batch_without_syncfs_syncs_each_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where the C library has no syncfs, each file of a batch is synced on its own, and the batch is delivered
-    all the same."""
-    synced: list[int] = []
-    real_fsync = os.fsync
-
-    def counting_fsync(fd: int) -> None:
-        synced.append(fd)
-        real_fsync(fd)
-
-    monkeypatch.setattr(maildir_module, "_SYNCFS", None)
-    monkeypatch.setattr(maildir_module.os, "fsync", counting_fsync)
-    transport = MaildirTransport(tmp_path / "maildir")
+@pytest.mark.parametrize("batch_sync", [default_batch_sync(), None], ids=["syncfs", "each-file"])
+async def test_a_mail_whose_rename_fails_fails_alone_in_its_batch(tmp_path: Path, batch_sync: Any) -> None:
+    """A mail of a batch that cannot be moved into new/ (a folder is in its place) fails alone, with nothing left
+    in tmp/; the others of the batch are delivered, whether the batch is synced at once or file by file."""
+    transport = MaildirTransport(tmp_path / "maildir", batch_sync=batch_sync)
     mails = [(SUPPORT, f"kunde{n}@customer.example", outgoing(f"kunde{n}@customer.example"), f"{n}.n1@example.net")
              for n in range(3)]
-    assert await transport.send_batch(mails) == [None, None, None]
-    assert len(synced) == 3 + 1  # each file, then new/ once
-    assert len(list((tmp_path / "maildir" / "new").iterdir())) == 3
-    assert list((tmp_path / "maildir" / "tmp").iterdir()) == []
+    blocked = tmp_path / "maildir" / "new" / transport.file_name("1.n1@example.net")
+    (blocked / "inside").mkdir(parents=True)
+    results = await transport.send_batch(mails)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], TemporaryFailure)
+    assert sorted(path.name for path in (tmp_path / "maildir" / "new").iterdir()) == sorted(
+        transport.file_name(f"{n}.n1@example.net") for n in range(3))  # two mails, and the folder in the way
+    assert blocked.is_dir() and list((tmp_path / "maildir" / "tmp").iterdir()) == []
 
 
 class DiesAtTheSecondSend:
