@@ -155,6 +155,24 @@ def test_repeated_warnings_of_the_daemon_itself_are_held_back_and_counted() -> N
     assert lines[-1]["event"] == "socket.accept() out of system resource" and lines[-1]["priority"] == 4
 
 
+def test_a_log_line_that_cannot_be_written_never_fails_the_work() -> None:
+    """With the log's stream gone (a closed pipe to the journal), logging a processed mail or a failure raises
+    nothing: the mail's work goes on; lines are written again once there is a stream."""
+    gone = io.StringIO()
+    setup_logging("json", stream=gone)
+    gone.close()
+    log = structlog.get_logger("mailticketd.smtp")
+    log.info("smtp.accepted", code=250)
+    try:
+        raise RuntimeError("disk quota exceeded")
+    except RuntimeError:
+        log.exception("mail.failed")
+    again = io.StringIO()
+    setup_logging("json", stream=again)
+    log.info("smtp.accepted", code=250)
+    assert [json.loads(line)["event"] for line in again.getvalue().splitlines()] == ["smtp.accepted"]
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
