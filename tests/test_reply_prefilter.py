@@ -73,20 +73,18 @@ def test_a_mail_with_a_quote_header_is_still_cut_by_the_library() -> None:
     assert new_text(text) == "Danke, jetzt geht es wieder.\n\nGruß\nKlaus"
 
 
-def _cuts(text: str) -> tuple[int, str, str]:
-    """Where the library's cut falls in ``text``, and its new and visible text."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return reply._library_cut(lines), new_text(text), visible_text(text)
+def _lines(text: str) -> list[str]:
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-def _cuts_reading_everything(text: str) -> tuple[int, str, str]:
+def _cut(text: str) -> int:
+    """Where the library's cut falls in ``text``, as the cutter asks it."""
+    return reply._library_cut(_lines(text))
+
+
+def _cut_reading_everything(text: str) -> int:
     """The same, with the library given the whole text every time (as before it was given only the first part)."""
-    margin = reply.LIBRARY_MARGIN
-    reply.LIBRARY_MARGIN = 1 << 30
-    try:
-        return _cuts(text)
-    finally:
-        reply.LIBRARY_MARGIN = margin
+    return reply._library_cut(_lines(text), margin=1 << 30)
 
 
 _LONG_PIECES = [*_PIECES, "\n> Zitat einer alten Zeile", "\n>> noch älter", "\nText ohne Zitat", "\n\n\n"]
@@ -95,9 +93,9 @@ _LONG_PIECES = [*_PIECES, "\n> Zitat einer alten Zeile", "\n>> noch älter", "\n
 @settings(max_examples=800, deadline=None)
 @given(st.lists(st.sampled_from(_LONG_PIECES), max_size=160).map("".join))
 def test_reading_only_the_first_part_cuts_as_reading_everything(text: str) -> None:
-    """The library reads a text only through a few lines past the first line that may begin a header: the new and
-    the visible text come out exactly as when it read the whole text."""
-    assert _cuts(text) == _cuts_reading_everything(text)
+    """The library reads a text only through a few lines past the first line that may begin a header: it cuts
+    exactly where it cuts when it reads the whole text."""
+    assert _cut(text) == _cut_reading_everything(text)
 
 
 def test_real_mails_are_cut_as_when_the_library_reads_everything() -> None:
@@ -105,10 +103,9 @@ def test_real_mails_are_cut_as_when_the_library_reads_everything() -> None:
     line that looks like one, the cut is the one the whole text gives."""
     for path in sorted(CORPUS.glob("*.eml")):
         text = parse_mail(path.read_bytes()).text
-        assert _cuts(text) == _cuts_reading_everything(text), path.name
+        assert _cut(text) == _cut_reading_everything(text), path.name
     late = ("Hallo,\n\nAm Montag fällt der Server wieder aus.\n" + "Bitte prüfen.\n" * 30
             + "\nAm 1. Januar 2024 um 10:00 schrieb Support <support@example.net>:\n"
             + "> Wir haben den Server neu gestartet.\n" * 200)
-    assert _cuts(late) == _cuts_reading_everything(late)
-    assert _cuts(late)[0] == 33  # the library's cut: at the real header, far below the line that looked like one
+    assert _cut(late) == _cut_reading_everything(late) == 33  # at the real header, far below the line like one
     assert new_text(late).endswith("Bitte prüfen.") and ">" not in new_text(late)

@@ -178,7 +178,8 @@ class Preparer:
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[PreparedMail]] = [loop.create_future() for _ in items]
         self.pooled_mails += len(items)
-        share = max(1, min(CHUNK, -(-len(items) // max(1, self.processes))))  # ceiling: every process gets work
+        # At most CHUNK mails a task; fewer, so that every process gets work, when there are few.
+        share = max(1, min(CHUNK, -(-len(items) // max(1, self.processes))))
         for first in range(0, len(items), share):
             chunk = [(index, *items[index]) for index in range(first, min(first + share, len(items)))]
             task = asyncio.create_task(self._prepare_chunk(chunk, futures))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import email
-import functools
 import email.policy
 import email.utils
+import functools
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping

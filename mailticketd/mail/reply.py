@@ -93,14 +93,15 @@ def may_have_header(text: str) -> bool:
     return _MAY_HAVE_HEADER.search(text) is not None
 
 
-def _library_cut(lines: list[str]) -> int:
-    """Index of the first line mail-parser-reply counts as quoted history."""
+def _library_cut(lines: list[str], margin: int = LIBRARY_MARGIN) -> int:
+    """Index of the first line mail-parser-reply counts as quoted history (it reads ``margin`` lines past the
+    first line that may begin a header, or all)."""
     kept = _parser_lines(lines)
     text = "\n".join(line for _, line in kept)
     candidate = _MAY_HAVE_HEADER.search(text)
     if candidate is None:
         return len(lines)  # what the library answers for a text without headers: one reply, all of it
-    head = _through_line(text, candidate.start(), LIBRARY_MARGIN)
+    head = _through_line(text, candidate.start(), margin)
     message = _PARSER.read(head)
     if len(head) < len(text) and not (message.replies and (message.replies[0].headers or len(message.replies) > 1)):
         message = _PARSER.read(text)  # no header in the first part: the library's answer on the whole text
