@@ -100,6 +100,7 @@ class Daemon:
             self.lock.acquire()  # before the first write: a second daemon refuses here (AlreadyRunning)
         try:
             await self.db.open()
+            await self.db.intake.connect()  # before the listeners: a client cannot take its descriptors
             self._smtp = await start_smtp_server(self.handler)
             await self.web.start()
             await self.heartbeat.start()

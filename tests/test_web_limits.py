@@ -112,6 +112,23 @@ def test_descriptor_exhaustion_by_http_leaves_smtp_working_and_the_log_small(tmp
     assert any(json.loads(line).get("event") == "smtp.accepted" for line in lines if line.startswith("{"))
 
 
+def test_a_listening_daemon_needs_no_new_descriptor_to_store_a_mail(tmp_path: Path) -> None:
+    """By the time SMTP answers, the intake's own database connection is open: clients that use up every
+    descriptor afterwards cannot make the next mail's commit fail for want of one."""
+    config, smtp_port = write_config(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "mailticketd", "--config", str(config), "serve"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_banner(smtp_port, process)
+        database = (tmp_path / "db.sqlite3").resolve()
+        opened = [link for link in Path(f"/proc/{process.pid}/fd").iterdir()
+                  if link.resolve() == database]
+        assert len(opened) == 2  # the pipeline's connection and the intake's
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
 def test_repeated_warnings_are_held_back_and_counted() -> None:
     """A thousand identical errors become a burst of lines; the next line after the window says how many were left out."""
     now = [0.0]

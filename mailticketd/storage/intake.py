@@ -86,6 +86,13 @@ class Intake:
             self._writer = asyncio.create_task(self._write(), name="inbox-intake")
         return await waiting.future
 
+    async def connect(self) -> None:
+        """Open the connection now (as the daemon starts), not with the first mail: its descriptors are taken before
+        clients could use up the last ones (the first mail after would be answered 451)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-intake")
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+
     async def close(self) -> None:
         """Finish the batch being written, then close the connection."""
         if self._writer is not None:

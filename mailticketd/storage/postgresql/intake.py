@@ -29,6 +29,10 @@ class PostgresIntake(Intake):
         self._connect_pg = connect
         self._pg: asyncpg.Connection | None = None
 
+    async def connect(self) -> None:
+        if self._pg is None or self._pg.is_closed():
+            self._pg = await self._connect_pg()
+
     async def _store_batch(self, batch: list[_Waiting]) -> list[int | Exception]:
         if self._pg is None or self._pg.is_closed():
             self._pg = await self._connect_pg()
