@@ -45,11 +45,16 @@ _SUBFOLDERS = ("tmp", "new", "cur")
 BatchSync = Callable[[str], AbstractContextManager[Callable[[], None]]]
 
 
+# syncfs(2) of the C library, None where it has none.
+_SYNCFS = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+
+
 @contextlib.contextmanager
 def syncfs_batch(folder: str) -> Iterator[Callable[[], None]]:
     """``syncfs(2)`` on the file system of ``folder``.  The descriptor is opened first: the kernel reports to it
     every write-back error on that file system from then on, whoever else syncs meanwhile."""
-    syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    syncfs = _SYNCFS
+    assert syncfs is not None, "syncfs_batch where the C library has no syncfs"
     fd = os.open(folder, os.O_RDONLY)
 
     def sync() -> None:
@@ -67,7 +72,7 @@ def default_batch_sync() -> BatchSync | None:
     """``syncfs_batch`` where the kernel reports and does what it must (Linux 5.15 and later), else None: each
     file synced on its own."""
     version = tuple(int(part) for part in re.findall(r"\d+", os.uname().release)[:2])
-    if sys.platform != "linux" or version < (5, 15) or not hasattr(ctypes.CDLL(None), "syncfs"):
+    if sys.platform != "linux" or version < (5, 15) or _SYNCFS is None:
         return None
     return syncfs_batch
 
@@ -90,15 +95,9 @@ class MaildirTransport:
 
         The same ``delivery_id`` always gives the same file; without one the name is unique.
         """
-        bad = _control_character(mail_from, rcpt_to)
-        if bad is not None:
-            raise bad
-        content = _envelope_headers(mail_from, rcpt_to, raw) + raw
-        try:
-            name = self.file_name(delivery_id) if delivery_id else self._unique_name()
-            await asyncio.to_thread(self._deliver, name, content)
-        except OSError as error:
-            raise TemporaryFailure(f"cannot write to maildir {self.path}: {error}") from error
+        [failure] = await self.send_batch([(mail_from, rcpt_to, raw, delivery_id)])
+        if failure is not None:
+            raise failure
 
     async def send_batch(self, mails: Sequence[Outgoing]) -> list[Exception | None]:
         """Write several mails in one trip to a worker thread and sync ``new/`` once for all of them; per mail, None
@@ -122,29 +121,35 @@ class MaildirTransport:
         """Each mail into ``tmp/``, all of them synced, then each renamed into ``new/``: a reader never sees a file
         in ``new/`` whose bytes could still be lost.  A mail that cannot be written or renamed fails alone."""
         try:
-            if not self._made:
-                self._make_folders()
-            with contextlib.ExitStack() as stack:
-                sync = None
-                if self.batch_sync is not None:
-                    try:
-                        sync = stack.enter_context(self.batch_sync(self._folder))
-                    except FileNotFoundError:  # somebody removed the maildir: made again, at once
-                        self._make_folders()
-                        sync = stack.enter_context(self.batch_sync(self._folder))
+            with self._batch() as sync:
                 failed, written = self._write_all(ready, sync=sync is None)
-                if not written:
-                    return failed
-                try:
-                    if sync is not None:
+                if written and sync is not None:
+                    try:
                         sync()
-                except OSError as error:  # their bytes may not last: each is written again on the next try
-                    for _, name in written:
-                        with contextlib.suppress(OSError):
-                            os.unlink(os.path.join(self._folder, "tmp", name))
-                    return failed + [(position, error) for position, _ in written]
+                    except OSError as error:  # their bytes may not last: each is written again on the next try
+                        for _, name in written:
+                            with contextlib.suppress(OSError):
+                                os.unlink(os.path.join(self._folder, "tmp", name))
+                        return failed + [(position, error) for position, _ in written]
         except OSError as error:  # the maildir cannot even be opened: nothing was written
             return [(position, error) for position, _, _ in ready]
+        return failed + self._publish(written)
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[Callable[[], None] | None]:
+        """The folders made (again, when somebody removed the maildir), and the batch's sync (None: each file
+        synced as it is written)."""
+        if not self._made or not os.path.isdir(self._folder):
+            self._make_folders()
+        if self.batch_sync is None:
+            yield None
+        else:
+            with self.batch_sync(self._folder) as sync:
+                yield sync
+
+    def _publish(self, written: list[tuple[int, str]]) -> list[tuple[int, OSError]]:
+        """Rename each written mail into ``new/`` and sync ``new/`` once; the mails that failed."""
+        failed: list[tuple[int, OSError]] = []
         renamed: list[int] = []
         for position, name in written:
             temporary = os.path.join(self._folder, "tmp", name)
@@ -191,30 +196,10 @@ class MaildirTransport:
         return (f"{seconds}.M{micros}P{os.getpid()}Q{next(self._counter)}"
                 f"R{secrets.token_hex(4)}.{self._host}")
 
-    def _deliver(self, name: str, content: bytes) -> None:
-        if not self._made:
-            self._make_folders()
-        try:
-            self._write(name, content)
-        except FileNotFoundError:  # somebody removed the maildir or a folder of it: made again, at once
-            self._make_folders()
-            self._write(name, content)
-
     def _make_folders(self) -> None:
         for sub in _SUBFOLDERS:
             (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         self._made = True
-
-    def _write(self, name: str, content: bytes) -> None:
-        temporary = os.path.join(self._folder, "tmp", name)
-        self._write_temporary(name, content, sync=True)
-        try:
-            os.rename(temporary, os.path.join(self._folder, "new", name))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        _sync_directory(os.path.join(self._folder, "new"))
 
     def _write_temporary(self, name: str, content: bytes, *, sync: bool) -> None:
         """The mail as ``tmp/name`` (synced with ``sync``); nothing left there when writing fails."""
