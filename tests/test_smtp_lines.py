@@ -70,3 +70,40 @@ async def test_a_dot_after_a_bare_lf_does_not_end_the_mail(daemon: Daemon) -> No
     assert replies[-1].startswith(b"250 "), replies[-1]
     [raw] = _stored(daemon)
     assert b"MAIL FROM:<ceo@example.net>" in raw and b"forged" in raw
+
+
+async def test_a_mail_and_the_commands_after_it_in_one_write_are_read_apart(daemon: Daemon) -> None:
+    """A client that writes a whole mail, its final dot and its next commands at once (pipelining) gets each answer,
+    and the mail is stored exactly: dot-stuffed lines unstuffed wherever the network cut the stream."""
+    body = b"".join(b"..Zeile %04d beginnt mit einem Punkt\r\nZeile %04d\r\n" % (n, n) for n in range(2000))
+    head = b"From: kunde@customer.example\r\nTo: support@example.net\r\nSubject: Punkte\r\n\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.smtp_port)
+    await reader.readline()
+    for command in (b"EHLO client.example", b"MAIL FROM:<kunde@customer.example>", f"RCPT TO:<{SUPPORT}>".encode(),
+                    b"DATA"):
+        writer.write(command + b"\r\n")
+        while (line := await reader.readline())[3:4] == b"-":
+            pass
+    writer.write(head + body + b".\r\nRSET\r\nNOOP\r\n")
+    answers = [await asyncio.wait_for(reader.readline(), 30) for _ in range(3)]
+    writer.write(b"QUIT\r\n")
+    writer.close()
+    assert [answer[:3] for answer in answers] == [b"250", b"250", b"250"], answers
+    [raw] = _stored(daemon)
+    assert raw == head + body.replace(b"\r\n..", b"\r\n.").removeprefix(b".")
+
+
+async def test_lines_needing_care_amid_plain_ones_are_normalised_alike(daemon: Daemon) -> None:
+    """Plain CRLF lines around a bare LF, an over-long line and a dot-stuffed line, all in one write: each is
+    stored as if it had come on its own."""
+    piece = daemon.config.smtp.max_line_length - 3
+    plain = b"".join(b"Zeile %04d\r\n" % n for n in range(500))
+    long_line = b"L" * (piece + 10)
+    data = (b"From: kunde@customer.example\r\nSubject: Gemischt\r\n\r\n" + plain + b"bare\n" + plain
+            + b"..Punkt\r\n" + long_line + b"\r\n" + plain + b".\r\n")
+    replies = await _raw_transaction(daemon.smtp_port, data)
+    assert replies[-1].startswith(b"250 "), replies[-1]
+    [raw] = _stored(daemon)
+    expected = (b"From: kunde@customer.example\r\nSubject: Gemischt\r\n\r\n" + plain + b"bare\r\n" + plain
+                + b".Punkt\r\n" + long_line[:piece] + b"\r\n " + long_line[piece:] + b"\r\n" + plain)
+    assert raw == expected

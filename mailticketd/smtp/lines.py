@@ -7,11 +7,16 @@ cannot remedy. This reader stands in for the stream during DATA only. Like Postf
 of data only as ``<CR><LF>.<CR><LF>`` (a ``.`` line after a bare LF is content, so no second mail
 can be smuggled in). Like Postfix, it breaks a line longer than the limit into pieces joined by
 ``<CR><LF><SPACE>``: a header stays one folded header, base64 ignores the space.
+
+Most mails need none of that: every line ends in CRLF and none is too long.  For them the reader hands over all
+the whole lines the stream holds at once (up to the end of data, which is read on its own), so the DATA loop
+runs once per network read rather than once per line: a 200 KB attachment is some 2,700 lines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 
 CRLF = b"\r\n"
@@ -26,15 +31,37 @@ class DataLines:
         self._ready: deque[bytes] = deque()
         self._continuing = False  # the previous piece did not end the client's line
         self._after_bare_lf = False
+        # A line whose content (without its CRLF) is longer than a piece.
+        self._too_long = re.compile(rb"[^\n]{%d}" % (self._piece + 2))
         self.breaks = 0  # places where an over-long line was broken
         self.bare_lf = 0  # lines that ended in LF alone
 
     async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        """For the DATA loop (``separator`` CRLF): one or more whole lines, each ending in CRLF and dot-stuffed as
+        the client sent it; the end of data (``.`` CRLF) comes alone."""
         if separator != CRLF:  # not the DATA loop: pass through
             return await self._reader.readuntil(separator)
+        if not self._ready and (lines := self._whole_lines()):
+            return await self._reader.readexactly(lines)
         while not self._ready:
             await self._fill()
         return self._ready.popleft()
+
+    def _whole_lines(self) -> int:
+        """How many bytes at the head of the stream's buffer are whole lines that need no care: each ends in CRLF,
+        none is longer than a piece, and the end of data is not among them (0: read line by line)."""
+        if self._continuing or self._after_bare_lf:
+            return 0
+        buffer = getattr(self._reader, "_buffer", None)  # asyncio's StreamReader: read, never changed here
+        if not isinstance(buffer, bytearray) or buffer.startswith(b".\r\n"):
+            return 0
+        end = buffer.find(b"\r\n.\r\n")
+        size = end + 2 if end >= 0 else buffer.rfind(b"\r\n") + 2
+        if size <= 2:
+            return 0
+        if buffer.count(b"\n", 0, size) != buffer.count(b"\r\n", 0, size) or self._too_long.search(buffer, 0, size):
+            return 0  # a bare LF or a long line: line by line
+        return size
 
     async def read(self, n: int = -1) -> bytes:
         return await self._reader.read(n)

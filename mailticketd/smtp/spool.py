@@ -141,5 +141,13 @@ class SpoolingData(SMTP):
                 whole = b"".join(fragments) if len(fragments) > 1 else line
                 fragments.clear()
                 if refusal is None:
-                    spool.write(whole[1:] if whole.startswith(b".") else whole)
+                    spool.write(_unstuffed(whole))
         return refusal
+
+
+def _unstuffed(lines: bytes) -> bytes:
+    """Whole lines as the client sent them (one, or several from ``DataLines``) without the dot it put before each
+    line that begins with one (RFC 5321 §4.5.2)."""
+    if lines.startswith(b"."):
+        lines = lines[1:]
+    return lines.replace(b"\r\n.", b"\r\n") if b"\r\n." in lines else lines
