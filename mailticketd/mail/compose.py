@@ -125,8 +125,8 @@ def _from_parts(*, sender_name: str, sender: str, to: str, to_name: str, subject
         raise _NotPlain from error
     lines = [_sender_line(sender_name, sender),
              f"To: {_mailbox(to_name, to, len('To: '))}",
-             f"Subject: {_unstructured(subject, len('Subject: '))}",
-             f"Date: {format_datetime(now)}",
+             f"Subject: {_subject(subject, len('Subject: '))}",
+             f"Date: {_date(now)}",
              f"Message-ID: <{message_id}>"]
     if reply_to:
         lines.append(f"Reply-To: {reply_to}")
@@ -137,7 +137,7 @@ def _from_parts(*, sender_name: str, sender: str, to: str, to_name: str, subject
     lines.append(f"Auto-Submitted: {_unstructured(auto_submitted, len('Auto-Submitted: '))}")
     lines.append(_fixed_lines(loop))
     if thread_topic:
-        lines.append(f"Thread-Topic: {_unstructured(thread_topic, len('Thread-Topic: '))}")
+        lines.append(f"Thread-Topic: {_subject(thread_topic, len('Thread-Topic: '))}")
     if thread_index:
         lines.append(f"Thread-Index: {_unstructured(thread_index, len('Thread-Index: '))}")
     lines.append(_CONTENT)
@@ -180,6 +180,19 @@ def _mailbox(name: str, address: str, used: int) -> str:
     if (used if not last[1] else 0) + len(last[2]) + len(address) + 3 > _LINE:
         return f"{phrase}\r\n <{address}>"
     return f"{phrase} <{address}>"
+
+
+@functools.lru_cache(maxsize=8)
+def _date(now: datetime) -> str:
+    """The Date header's value: the letters of one mail are all written at its moment."""
+    return format_datetime(now)
+
+
+# A mail's letters repeat its ticket's subject (Subject, Thread-Topic); each is capped (mail.limits), so the cache
+# holds at most 256 times SUBJECT_BYTES.
+@functools.lru_cache(maxsize=256)
+def _subject(text: str, used: int) -> str:
+    return _unstructured(text, used)
 
 
 def _unstructured(text: str, used: int) -> str:
