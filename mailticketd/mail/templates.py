@@ -83,12 +83,23 @@ class Rendered:
     body: str
 
 
+class _Environment(jinja2.Environment):
+    """jinja2's environment, reading ``ticket.subject`` from a dict without first asking the dict for an attribute of
+    that name (an exception each time, for every field of every letter).  A dict's methods (``ways.get``) are still
+    found when no key has their name, and the contexts' keys are the daemon's own."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 class Templates:
     """The mail templates of one folder, in every supported language."""
 
     def __init__(self, folder: Path, organisation_name: str = "") -> None:
         self.folder = folder
-        self.env = jinja2.Environment(
+        self.env = _Environment(
             loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
             auto_reload=False,  # read once: a reload (SIGHUP) builds new Templates; no stat() a letter
