@@ -59,7 +59,10 @@ def _read(raw: bytes) -> dict[str, object]:
 @given(subject=_TEXT, name=_TEXT, body=_TEXT, topic=_TEXT)
 def test_mail_from_parts_reads_like_the_email_packages(subject: str, name: str, body: str, topic: str) -> None:
     """Whatever the subject, names and text, a mail put together from parts shows a client the same headers and
-    body as the standard ``email`` package's, and every line stays within 998 bytes."""
+    body as the standard ``email`` package's, and every line stays within 998 bytes.  Its subject and thread topic
+    show as they were written: there the text is the reference, as the ``email`` package loses the blank before
+    a character it puts into an encoded word of its own (``𐀀 ¡`` shown as ``𐀀¡``), also in the mails the fast
+    path hands to it whole."""
     fields = dict(sender_name="Support, Müller & Co", sender="support@example.net", to="kunde@customer.example",
                   to_name=name, subject=subject, body=body, now=_NOW, message_id="m1@example.net",
                   reply_to="support+tok@example.net", in_reply_to="a.b@customer.example",
@@ -72,7 +75,12 @@ def test_mail_from_parts_reads_like_the_email_packages(subject: str, name: str, 
                                   "thread_topic": capped(topic, SUBJECT_BYTES) or None})
     if len(name) <= 5:  # a name this short always fits one encoded word: the mail was put together from parts
         assert fast != slow
-    assert _read(fast) == _read(slow)
+    shown, expected = _read(fast), _read(slow)
+    for header, text in (("Subject", subject), ("Thread-Topic", topic)):
+        if fast != slow and header in shown:  # put together from parts (not handed to the email package whole)
+            assert shown.pop(header) == " ".join(capped(text, SUBJECT_BYTES).split())
+            expected.pop(header)
+    assert shown == expected
     assert all(len(line) <= 998 for line in fast.split(b"\r\n"))
     assert b"\n" not in fast.replace(b"\r\n", b"")
 
