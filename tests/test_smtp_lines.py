@@ -6,6 +6,8 @@ import asyncio
 import sqlite3
 
 from mailticketd.app import Daemon
+from mailticketd.smtp.lines import DataLines
+from mailticketd.smtp.spool import _unstuffed
 from tests.helpers import SUPPORT, settle
 
 
@@ -107,3 +109,53 @@ async def test_lines_needing_care_amid_plain_ones_are_normalised_alike(daemon: D
     expected = (b"From: kunde@customer.example\r\nSubject: Gemischt\r\n\r\n" + plain + b"bare\r\n" + plain
                 + b".Punkt\r\n" + long_line[:piece] + b"\r\n " + long_line[piece:] + b"\r\n" + plain)
     assert raw == expected
+
+
+class _Unpeekable:
+    """A stream without asyncio's buffer to look into: ``DataLines`` reads it line by line, as it always did."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def readuntil(self, separator: bytes) -> bytes:
+        return await self._reader.readuntil(separator)
+
+    async def read(self, n: int = -1) -> bytes:
+        return await self._reader.read(n)
+
+
+async def _data_read(chunks: list[bytes], *, peek: bool) -> tuple[bytes, bytes, int, int, int]:
+    """What the DATA loop stores of ``chunks`` fed one by one, what stays in the stream, the reader's counts and the
+    most lines one read gave."""
+    reader = asyncio.StreamReader(limit=64)
+    lines = DataLines(reader if peek else _Unpeekable(reader), 64)  # type: ignore[arg-type]
+
+    async def feed() -> None:
+        for chunk in chunks:
+            reader.feed_data(chunk)
+            await asyncio.sleep(0)
+
+    feeding = asyncio.ensure_future(feed())
+    stored, most = [], 0
+    while (block := await lines.readuntil(b"\r\n")) != b".\r\n":
+        stored.append(_unstuffed(block))
+        most = max(most, block.count(b"\r\n"))
+    await feeding
+    return b"".join(stored), bytes(reader._buffer), lines.breaks, lines.bare_lf, most
+
+
+async def test_blocks_of_lines_read_as_the_lines_one_by_one_wherever_the_stream_is_cut() -> None:
+    """Dot-stuffed lines, CR CR LF, a line of exactly the longest length and one over it, a bare LF and the end of
+    data with a command behind it, cut into two reads at every place: taken in blocks, the stored mail, what stays
+    for the next command and the counts of broken lines and bare LFs are those of the line-by-line reading."""
+    piece = 64 - 3
+    sample = (b"..erste\r\nzweite\r\r\n" + b"x" * piece + b"\r\n" + b".punkt\r\nc\nd\r\n" + b"y" * (piece + 9)
+              + b"\r\n" + b"z\r\n" * 20 + b".\r\nNOOP\r\n")
+    for cut in range(len(sample) + 1):
+        chunks = [part for part in (sample[:cut], sample[cut:]) if part]
+        by_blocks, by_lines = await _data_read(chunks, peek=True), await _data_read(chunks, peek=False)
+        assert by_blocks[:4] == by_lines[:4], cut
+    whole, _, _, _, _ = await _data_read([sample], peek=True)
+    assert whole.startswith(b".erste\r\nzweite\r\r\n") and b"\r\npunkt\r\nc\r\nd\r\n" in whole
+    plain, left, _, _, most = await _data_read([b"..z\r\n" * 30 + b".\r\nNOOP\r\n"], peek=True)
+    assert (plain, left) == (b".z\r\n" * 30, b"NOOP\r\n") and most > 20  # the lines waiting came in one read

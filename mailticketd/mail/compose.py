@@ -182,16 +182,20 @@ def _mailbox(name: str, address: str, used: int) -> str:
     return f"{phrase} <{address}>"
 
 
-@functools.lru_cache(maxsize=8)
 def _date(now: datetime) -> str:
     """The Date header's value: the letters of one mail are all written at its moment."""
+    return _remembered_date(now, now.utcoffset())  # one instant in two zones is equal, but written differently
+
+
+@functools.lru_cache(maxsize=8)
+def _remembered_date(now: datetime, offset: object) -> str:
     return format_datetime(now)
 
 
-# A mail's letters repeat its ticket's subject (Subject, Thread-Topic); each is capped (mail.limits), so the cache
-# holds at most 256 times SUBJECT_BYTES.
+# The cache holds at most 256 encodings of subjects capped at SUBJECT_BYTES (mail.limits): some 3.5 MB at worst.
 @functools.lru_cache(maxsize=256)
 def _subject(text: str, used: int) -> str:
+    """A subject or thread topic, encoded: a mail's letters repeat their ticket's."""
     return _unstructured(text, used)
 
 

@@ -175,16 +175,15 @@ _LARGE = 1 << 20
 _CHUNK = 1 << 16
 
 
-def _message(raw: bytes, notes: list[str], reread: bool = False) -> tuple[Message, list[Mapping[str, Any]]]:
-    """The parsed tree, and the attachments mail-parser found (it recovers some a damaged tree hides); ``reread``:
-    mail-parser reads a sound tree too (the tests compare)."""
+def _message(raw: bytes, notes: list[str]) -> tuple[Message, list[Mapping[str, Any]]]:
+    """The parsed tree, and the attachments mail-parser found (it recovers some a damaged tree hides)."""
     if len(raw) > _LARGE:
         view = memoryview(raw)
         return _message_in_chunks((bytes(view[start:start + _CHUNK]) for start in range(0, len(raw), _CHUNK)),
                                   notes), []
     try:
         message = email.message_from_bytes(raw)  # the tree mail-parser reads (the standard library's, compat32)
-        if not reread and _sound(message):
+        if _sound(message):
             # mail-parser's second reading recovers attachments only from a damaged tree: for a sound one it finds
             # nothing the walk below misses, and costs a third of the parsing (its headers, addresses, logging).
             return message, []
@@ -201,8 +200,10 @@ def _message(raw: bytes, notes: list[str], reread: bool = False) -> tuple[Messag
 
 
 def _sound(message: Message) -> bool:
-    """No part of the tree has a defect the standard library noticed (a missing boundary, a broken header...)."""
-    return not any(part.defects for part in message.walk())
+    """No part of the tree has a defect the standard library noticed (a missing boundary, a broken header...), and
+    none is an attached mail: mail-parser also takes the attachments inside one (a forwarded invoice's PDF), which
+    the walk below keeps whole as the attached mail."""
+    return not any(part.defects or part.get_content_maintype() == "message" for part in message.walk())
 
 
 def _message_in_chunks(chunks: Iterable[bytes], notes: list[str]) -> Message:
@@ -259,12 +260,12 @@ def _declared_charset(message: Message) -> str | None:
 _LEADING_BLANK_LINES = re.compile(rb"(?:[ \t]*\r?\n)+(?=[!-9;-~]+:)")
 
 
-def _build(raw: bytes, reread: bool = False) -> IncomingMail:
+def _build(raw: bytes) -> IncomingMail:
     notes: list[str] = []
     if match := _LEADING_BLANK_LINES.match(raw):
         raw = raw[match.end() :]
         notes.append("removed blank lines before the header")
-    message, found = _message(raw, notes, reread)
+    message, found = _message(raw, notes)
     return _reading(message, found, notes)
 
 

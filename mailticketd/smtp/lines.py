@@ -16,7 +16,6 @@ runs once per network read rather than once per line: a 200 KB attachment is som
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 
 CRLF = b"\r\n"
@@ -31,8 +30,10 @@ class DataLines:
         self._ready: deque[bytes] = deque()
         self._continuing = False  # the previous piece did not end the client's line
         self._after_bare_lf = False
-        # A line whose content (without its CRLF) is longer than a piece.
-        self._too_long = re.compile(rb"[^\n]{%d}" % (self._piece + 2))
+        # Bytes of DATA handed out so far, and up to where the line-by-line reading goes on: the bytes that were in
+        # the stream's buffer when it held a line needing care are each looked at once, never again per line.
+        self._taken = 0
+        self._lines_until = 0
         self.breaks = 0  # places where an over-long line was broken
         self.bare_lf = 0  # lines that ended in LF alone
 
@@ -49,19 +50,23 @@ class DataLines:
 
     def _whole_lines(self) -> int:
         """How many bytes at the head of the stream's buffer are whole lines that need no care: each ends in CRLF,
-        none is longer than a piece, and the end of data is not among them (0: read line by line)."""
-        if self._continuing or self._after_bare_lf:
+        none is longer than a piece, and the end of data is not among them (0: read the next line on its own).
+
+        The buffer is looked at with the bytes type's own searches; when some line in it needs care, all that the
+        buffer held is read line by line, as before this reader took blocks."""
+        if self._continuing or self._after_bare_lf or self._taken < self._lines_until:
             return 0
         buffer = getattr(self._reader, "_buffer", None)  # asyncio's StreamReader: read, never changed here
         if not isinstance(buffer, bytearray) or buffer.startswith(b".\r\n"):
             return 0
         end = buffer.find(b"\r\n.\r\n")
         size = end + 2 if end >= 0 else buffer.rfind(b"\r\n") + 2
-        if size <= 2:
-            return 0
-        if buffer.count(b"\n", 0, size) != buffer.count(b"\r\n", 0, size) or self._too_long.search(buffer, 0, size):
-            return 0  # a bare LF or a long line: line by line
-        return size
+        if size > 2 and buffer.count(b"\n", 0, size) == buffer.count(b"\r\n", 0, size) and (
+                size <= self._piece + 2 or max(map(len, buffer[:size].split(b"\n"))) <= self._piece + 1):
+            self._taken += size
+            return size
+        self._lines_until = self._taken + len(buffer)
+        return 0
 
     async def read(self, n: int = -1) -> bytes:
         return await self._reader.read(n)
@@ -73,6 +78,7 @@ class DataLines:
         except asyncio.LimitOverrunError:
             line = await self._reader.read(self._piece)  # the buffer holds more than this, and no LF in it
             ended = False
+        self._taken += len(line)
         content = line[:-1] if ended else line
         bare = ended and not content.endswith(b"\r")
         if ended and not bare:

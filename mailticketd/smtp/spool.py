@@ -133,15 +133,16 @@ class SpoolingData(SMTP):
             self.data_progress()
             if not fragments and line == b".\r\n":
                 break
-            if refusal is None and limit and spool.size + len(line) > limit:
-                refusal = "552 Error: Too much mail data"
-                spool.discard()
             fragments.append(line)
             if line.endswith(b"\r\n"):
-                whole = b"".join(fragments) if len(fragments) > 1 else line
+                whole = _unstuffed(b"".join(fragments) if len(fragments) > 1 else line)
                 fragments.clear()
+                # The mail's size as stored (without stuffing dots), whatever lines came together.
+                if refusal is None and limit and spool.size + len(whole) > limit:
+                    refusal = "552 Error: Too much mail data"
+                    spool.discard()
                 if refusal is None:
-                    spool.write(_unstuffed(whole))
+                    spool.write(whole)
         return refusal
 
 
