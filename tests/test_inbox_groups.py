@@ -3,6 +3,7 @@ that fails makes only itself fail."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import math
@@ -175,3 +176,35 @@ async def test_a_group_decides_exactly_what_one_mail_after_the_other_decides(tmp
     inbox, tickets, outbox = together
     assert [decision for _, _, decision, _ in inbox].count("duplicate") == 1
     assert any(len(articles) == 3 for *_, articles in tickets)  # the reply and Bob's answer joined the ticket
+
+
+async def test_processing_left_behind_by_a_stream_of_mail_stops_giving_way_to_it(tmp_path: Path) -> None:
+    """While mail streams in, processing first gives way to the SMTP side; a stream that goes on would leave the
+    inbox behind for good, so once processing has been behind for ``max_lag`` it takes its share at once, and
+    gives way again only after it has caught up."""
+    daemon = Daemon(make_config(tmp_path))
+    await daemon.db.open()
+    worker = daemon.worker
+    try:
+        await queued(daemon, [(sender, make_mail(sender, subject=f"Ausfall {number}"))
+                              for number, sender in enumerate(CUSTOMERS[:3])])
+        daemon.db.intake.last_commit = math.inf  # the SMTP side commits all the time
+        worker.max_defer = 3600.0  # giving way would take an hour
+        worker.max_lag = 0.3
+        with pytest.raises(TimeoutError):  # just behind: it gives way
+            await asyncio.wait_for(worker.process_next(), 0.1)
+        async with daemon.db.read() as store:
+            assert len(await store.inbox.list(("pending",))) == 3
+        await asyncio.sleep(0.3)
+        assert await asyncio.wait_for(worker.drain(), 60) == 3  # behind for longer than max_lag: no more waiting
+        async with daemon.db.read() as store:
+            assert await store.inbox.list(("pending", "failed")) == []
+            assert len(await store.tickets.list()) == 3
+        # Caught up: a new mail waits for the SMTP side again.
+        await queued(daemon, [(CUSTOMERS[3], make_mail(CUSTOMERS[3], subject="Noch ein Ausfall"))])
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(worker.process_next(), 0.5)
+        async with daemon.db.read() as store:
+            assert len(await store.inbox.list(("pending",))) == 1
+    finally:
+        await closed(daemon)
