@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/load.py [--mails 1500] [--processes 2] [--connections 4] [--modes reuse per-mail]
                                     [--servers null durable daemon] [--directory 1000] [--root CHECKOUT]
+                                    [--half-rate]
 
 In one run, for each connection mode (``reuse``: up to 100 mails a session;
 ``per-mail``: one session per mail), it starts each server as a process of its
@@ -22,7 +23,13 @@ the transaction's latency (per-mail mode: connect to ``250``), and end-to-end
 mails/s, from the first ``250`` until every inbox row is done and every
 outgoing mail it caused is written (polled read-only in the database file);
 each rate also as a share of the ``null`` server's accepted rate in the same
-mode.  Everything is bounded: ``--timeout`` seconds per phase.
+mode in the same run.  ``--half-rate``: once the daemon is done with the storm,
+the same clients send it a steady stream at half its accepted rate for 10
+seconds (at most ``--mails``; new mails, the same mode), and the output gives
+the latency there and how long after the stream's last ``250`` every mail was
+processed and its outgoing mail written (processing keeps pace with such a
+stream, or this grows with its length).  Everything is bounded: ``--timeout``
+seconds per phase.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class Result:
     end_to_end_per_s: float | None
     tagged: int
     replies: int
+    half_rate: dict[str, float] | None = None  # the stream at half the peak: rate, mails, p50, p99, behind
 
 
 def free_port() -> int:
@@ -111,18 +119,21 @@ def merge(figures: list[dict[str, Any]]) -> tuple[list[float], list[float], dict
             [value for part in figures for value in part["done_at"]], dict(errors))
 
 
-def run_clients(args: argparse.Namespace, ports: list[int], reuse: bool,
-                database: Path | None) -> tuple[float, list[dict[str, Any]]]:
+def run_clients(args: argparse.Namespace, ports: list[int], reuse: bool, database: Path | None, mails: int = 0,
+                rate: float = 0.0, seed: int = 1000) -> tuple[float, list[dict[str, Any]]]:
     """Start the client processes (process i sends to ``ports[i % len(ports)]``), release them together; returns the
-    start moment and their figures."""
+    start moment and their figures.  ``mails`` (else ``--mails``) in all; ``rate``: mails a second in all, as a
+    steady stream (else as fast as they go)."""
     context = multiprocessing.get_context("fork")
     ready, results, go = context.Queue(), context.Queue(), context.Event()
-    share = args.mails // args.processes
+    mails = mails or args.mails
+    share = mails // args.processes
     organisations = organisations_for(args.directory)
+    interval = args.processes / rate if rate else 0.0
     workers = [context.Process(target=client_process, args=(
-        ports[index % len(ports)], share + (1 if index < args.mails % args.processes else 0), args.connections,
-        reuse, organisations, 1000 + index, str(database) if database else None, ready, go, results, args.timeout))
-        for index in range(args.processes)]
+        ports[index % len(ports)], share + (1 if index < mails % args.processes else 0), args.connections,
+        reuse, organisations, seed + index, str(database) if database else None, ready, go, results, args.timeout,
+        interval)) for index in range(args.processes)]
     for worker in workers:
         worker.start()
     for _ in workers:
@@ -148,6 +159,7 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
     with (folder / "server.log").open("wb") as log:
         process = subprocess.Popen(command, cwd=args.root, stdout=subprocess.DEVNULL, stderr=log)
     daemon = server == "daemon"
+    half_rate = None
     try:
         wait_for_banner(port, process)
         started, figures = run_clients(args, [port], mode == "reuse", database if daemon else None)
@@ -161,12 +173,29 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
                     raise RuntimeError(f"daemon not done after {args.timeout} s")
                 time.sleep(0.05)
             end_to_end = len(done_at) / (time.monotonic() - min(done_at))
+            if args.half_rate:
+                half_rate = _stream(args, port, mode == "reuse", database, accepted / 2)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
     return Result(server, mode, len(done_at), errors, accepted, _percentile(latencies, 0.5),
                   _percentile(latencies, 0.95), _percentile(latencies, 0.99), end_to_end,
-                  sum(part["tagged"] for part in figures), sum(part["replies"] for part in figures))
+                  sum(part["tagged"] for part in figures), sum(part["replies"] for part in figures), half_rate)
+
+
+def _stream(args: argparse.Namespace, port: int, reuse: bool, database: Path, rate: float) -> dict[str, float]:
+    """Send the daemon a steady stream at ``rate`` for 10 seconds (at most ``--mails``) and wait until it is done
+    with it: the stream's latency, and how long after its last ``250`` every mail was done."""
+    mails = max(args.processes, min(args.mails, int(rate * 10)))
+    _, figures = run_clients(args, [port], reuse, database, mails=mails, rate=rate, seed=2000)
+    latencies, done_at, _ = merge(figures)
+    deadline = time.monotonic() + args.timeout
+    while not _finished(database):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"daemon not done with the stream after {args.timeout} s")
+        time.sleep(0.05)
+    return {"rate": rate, "mails": len(done_at), "p50": _percentile(latencies, 0.5),
+            "p99": _percentile(latencies, 0.99), "behind": time.monotonic() - max(done_at) if done_at else 0.0}
 
 
 def report(results: list[Result]) -> None:
@@ -189,6 +218,12 @@ def report(results: list[Result]) -> None:
         if r.server == "daemon":
             print(f"replies ({r.mode}): {r.replies}, of which carried the ticket's tag: {r.tagged}"
                   " (the others thread by In-Reply-To)")
+    for r in results:
+        if r.half_rate is not None:
+            half = r.half_rate
+            print(f"daemon {r.mode} at half its peak ({half['rate']:.0f} mails/s, {half['mails']:.0f} mails): "
+                  f"p50 {half['p50']:.1f} ms, p99 {half['p99']:.1f} ms; all done {half['behind']:.2f} s after the "
+                  "last 250")
 
 
 def main() -> None:
@@ -203,6 +238,8 @@ def main() -> None:
                         help="tickets whose directory is loaded before the run (organisations = this / 50, min. 20)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds at most per phase")
     parser.add_argument("--root", type=Path, default=HERE.parent, help="the checkout whose daemon is measured")
+    parser.add_argument("--half-rate", action="store_true",
+                        help="then a steady stream to the daemon at half its accepted rate: latency and lag")
     args = parser.parse_args()
     print(f"mails: {args.mails} per run, {args.processes} client processes x {args.connections} sessions,"
           f" 5 % with 200 KB attachments, ~30 % replies; directory of {organisations_for(args.directory)}"

@@ -6,8 +6,10 @@ sessions, reusing each session for up to 100 mails or opening one per mail.
 About 30 % are replies to a mail the same process sent earlier in the run;
 when the daemon has already made a ticket of that mail (looked up read-only in
 its database by Message-ID) the reply carries the ticket's tag, otherwise only
-In-Reply-To.  The process reports, per mail, the transaction's latency and the
-moment of its ``250``.
+In-Reply-To.  With an ``interval``, the process starts its mails that many
+seconds apart (a steady stream instead of as fast as the sessions go).  The
+process reports, per mail, the transaction's latency and the moment of its
+``250``.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class Tags:
 
 
 async def _send_all(port: int, plan: Plan, connections: int, reuse: bool, tags: Tags,
-                    deadline: float) -> dict[str, Any]:
+                    deadline: float, interval: float) -> dict[str, Any]:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(len(plan.raws)):
         queue.put_nowait(index)
@@ -96,11 +98,15 @@ async def _send_all(port: int, plan: Plan, connections: int, reuse: bool, tags: 
         name = type(error).__name__
         errors[name] = errors.get(name, 0) + 1
 
+    first = time.monotonic()
+
     async def session() -> None:
         client: aiosmtplib.SMTP | None = None
         used = 0
         while not queue.empty() and time.monotonic() < deadline:
             index = queue.get_nowait()
+            if interval:
+                await asyncio.sleep(first + index * interval - time.monotonic())
             raw = tags.apply(plan.raws[index], plan.reply_to[index])
             started = time.monotonic()
             try:
@@ -134,11 +140,12 @@ async def _send_all(port: int, plan: Plan, connections: int, reuse: bool, tags: 
 
 def client_process(port: int, count: int, connections: int, reuse: bool, organisations: int, seed: int,
                    database: str | None, ready: Queue[str], go: Event, results: Queue[dict[str, Any]],
-                   timeout: float) -> None:
-    """Build the mails, say ready, wait for the start, send, and put the figures on ``results``."""
+                   timeout: float, interval: float = 0.0) -> None:
+    """Build the mails, say ready, wait for the start, send (a mail every ``interval`` seconds, or as fast as the
+    sessions go), and put the figures on ``results``."""
     plan = build_plan(count, organisations, seed)
     tags = Tags(Path(database) if database else None)
     ready.put("ready")
     go.wait(timeout)
-    figures = asyncio.run(_send_all(port, plan, connections, reuse, tags, time.monotonic() + timeout))
+    figures = asyncio.run(_send_all(port, plan, connections, reuse, tags, time.monotonic() + timeout, interval))
     results.put(figures)
