@@ -29,12 +29,12 @@ log = structlog.get_logger("mailticketd.inbox")
 
 # While mail streams in, accepting it comes first: before reading the next rows, processing waits while the
 # SMTP side committed within BUSY_WINDOW seconds, but never longer than MAX_DEFER seconds in a row.  That takes a
-# storm in first; a stream that goes on would leave processing behind for good (a pause before each read-ahead of
-# a few rows: about 10 mails/s while 200 mails/s arrive).  So once processing has been behind for MAX_LAG seconds
-# (every look for due rows found some since), it takes turns with the SMTP side until it has caught up: SLICE
-# seconds of reading and processing without waiting, in the bigger groups of quiet times, then a wait as above.
-# (Not waiting at all took the processor from the SMTP side in small pieces: more CPU a mail, fewer mails a second
-# in all.)
+# storm in first; a stream that goes on would leave processing behind for good (a pause before each read-ahead:
+# about half of a stream of 200 mails/s processed while it came in).  So once processing has been behind for
+# MAX_LAG seconds (every look for due rows found some since), it takes turns with the SMTP side until it has
+# caught up: SLICE seconds of reading and processing without waiting, in the bigger groups of quiet times, then a
+# wait as above.  (Not waiting at all took the processor from the SMTP side in small pieces: more CPU a mail,
+# fewer mails a second in all.)
 BUSY_WINDOW = 0.01
 MAX_DEFER = 0.1
 MAX_LAG = 5.0
