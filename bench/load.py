@@ -25,11 +25,12 @@ outgoing mail it caused is written (polled read-only in the database file);
 each rate also as a share of the ``null`` server's accepted rate in the same
 mode in the same run.  ``--half-rate``: once the daemon is done with the storm,
 the same clients send it a steady stream at half its accepted rate for 10
-seconds (at most ``--mails``; new mails, the same mode), and the output gives
-the latency there and how long after the stream's last ``250`` every mail was
-processed and its outgoing mail written (processing keeps pace with such a
-stream, or this grows with its length).  Everything is bounded: ``--timeout``
-seconds per phase.
+seconds but at most ``--mails`` mails (new mails, the same mode), and the
+output gives the latency there (from the moment a session sends a mail: one
+that waits for a free session is not counted) and how long after the
+stream's last ``250`` every mail was processed and its outgoing mail written,
+polled every 50 ms (processing keeps pace with such a stream, or this grows
+with its length).  Everything is bounded: ``--timeout`` seconds per phase.
 """
 
 from __future__ import annotations
@@ -188,13 +189,13 @@ def _stream(args: argparse.Namespace, port: int, reuse: bool, database: Path, ra
     with it: the stream's latency, and how long after its last ``250`` every mail was done."""
     mails = max(args.processes, min(args.mails, int(rate * 10)))
     _, figures = run_clients(args, [port], reuse, database, mails=mails, rate=rate, seed=2000)
-    latencies, done_at, _ = merge(figures)
+    latencies, done_at, errors = merge(figures)
     deadline = time.monotonic() + args.timeout
     while not _finished(database):
         if time.monotonic() > deadline:
             raise RuntimeError(f"daemon not done with the stream after {args.timeout} s")
         time.sleep(0.05)
-    return {"rate": rate, "mails": len(done_at), "p50": _percentile(latencies, 0.5),
+    return {"rate": rate, "mails": len(done_at), "refused": sum(errors.values()), "p50": _percentile(latencies, 0.5),
             "p99": _percentile(latencies, 0.99), "behind": time.monotonic() - max(done_at) if done_at else 0.0}
 
 
@@ -221,9 +222,9 @@ def report(results: list[Result]) -> None:
     for r in results:
         if r.half_rate is not None:
             half = r.half_rate
-            print(f"daemon {r.mode} at half its peak ({half['rate']:.0f} mails/s, {half['mails']:.0f} mails): "
-                  f"p50 {half['p50']:.1f} ms, p99 {half['p99']:.1f} ms; all done {half['behind']:.2f} s after the "
-                  "last 250")
+            print(f"daemon {r.mode} at half its peak ({half['rate']:.0f} mails/s, {half['mails']:.0f} mails"
+                  f"{', %d not accepted' % half['refused'] if half['refused'] else ''}): p50 {half['p50']:.1f} ms, "
+                  f"p99 {half['p99']:.1f} ms; all done {half['behind']:.2f} s after the last 250")
 
 
 def main() -> None:

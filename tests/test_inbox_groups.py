@@ -3,7 +3,6 @@ that fails makes only itself fail."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import math
@@ -176,43 +175,3 @@ async def test_a_group_decides_exactly_what_one_mail_after_the_other_decides(tmp
     inbox, tickets, outbox = together
     assert [decision for _, _, decision, _ in inbox].count("duplicate") == 1
     assert any(len(articles) == 3 for *_, articles in tickets)  # the reply and Bob's answer joined the ticket
-
-
-async def test_processing_left_behind_by_a_stream_of_mail_takes_turns_with_the_smtp_side(tmp_path: Path) -> None:
-    """While mail streams in, processing first gives way to the SMTP side; a stream that goes on would leave the
-    inbox behind for good, so once processing has been behind for ``max_lag`` it takes turns: slices of processing
-    in big groups, a wait between them, and it gives way before each mail again once it has caught up."""
-    daemon = Daemon(make_config(tmp_path))
-    await daemon.db.open()
-    worker = daemon.worker
-    try:
-        await queued(daemon, [(sender, make_mail(sender, subject=f"Ausfall {number}"))
-                              for number, sender in enumerate(CUSTOMERS)])
-        daemon.db.intake.last_commit = math.inf  # the SMTP side commits all the time
-        worker.group_window = worker.quiet_window = 60.0  # groups as big as their limits allow
-        worker.max_defer = 3600.0  # giving way would take an hour
-        worker.max_lag = 0.3
-        with pytest.raises(TimeoutError):  # just behind: it gives way
-            await asyncio.wait_for(worker.process_next(), 0.1)
-        async with daemon.db.read() as store:
-            assert len(await store.inbox.list(("pending",))) == len(CUSTOMERS)
-        await asyncio.sleep(0.3)
-        worker.slice = 0.0
-        with pytest.raises(TimeoutError):  # behind, but between two slices: it gives way
-            await asyncio.wait_for(worker.process_next(), 0.1)
-        worker.slice = 3600.0
-        assert await asyncio.wait_for(worker.process_next(), 60)  # in its slice: no waiting
-        await worker.parsed()
-        assert await asyncio.wait_for(worker.drain(), 60) == len(CUSTOMERS) - 1
-        assert worker.grouped_mails == len(CUSTOMERS) - 1  # in one group: while the SMTP side is busy, at most 8
-        async with daemon.db.read() as store:
-            assert await store.inbox.list(("pending", "failed")) == []
-            assert len(await store.tickets.list()) == len(CUSTOMERS)
-        # Caught up: a new mail waits for the SMTP side again.
-        await queued(daemon, [(CUSTOMERS[0], make_mail(CUSTOMERS[0], subject="Noch ein Ausfall"))])
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(worker.process_next(), 0.5)
-        async with daemon.db.read() as store:
-            assert len(await store.inbox.list(("pending",))) == 1
-    finally:
-        await closed(daemon)

@@ -28,17 +28,9 @@ from mailticketd.storage.inbox import InboxRow
 log = structlog.get_logger("mailticketd.inbox")
 
 # While mail streams in, accepting it comes first: before reading the next rows, processing waits while the
-# SMTP side committed within BUSY_WINDOW seconds, but never longer than MAX_DEFER seconds in a row.  That takes a
-# storm in first; a stream that goes on would leave processing behind for good (a pause before each read-ahead:
-# about half of a stream of 200 mails/s processed while it came in).  So once processing has been behind for
-# MAX_LAG seconds (every look for due rows found some since), it takes turns with the SMTP side until it has
-# caught up: SLICE seconds of reading and processing without waiting, in the bigger groups of quiet times, then a
-# wait as above.  (Not waiting at all took the processor from the SMTP side in small pieces: more CPU a mail,
-# fewer mails a second in all.)
+# SMTP side committed within BUSY_WINDOW seconds, but never longer than MAX_DEFER seconds in a row.
 BUSY_WINDOW = 0.01
 MAX_DEFER = 0.1
-MAX_LAG = 5.0
-SLICE = 0.1
 # Rows read ahead and parsed in the background while the one before them is in its transaction; topped up when
 # half of them are done (or the last of them is parsed).  Once the SMTP side is quiet (below), more than a group
 # holds; while it stores mail, fewer: parsing far ahead then takes the processor from the senders.
@@ -98,11 +90,6 @@ class InboxWorker(QueueWorker):
         self.group_window = GROUP_WINDOW  # while the SMTP side stores mail
         self.quiet_window = QUIET_WINDOW  # once it has been quiet for QUIET_AFTER
         self.grouped_mails = 0  # mails committed in a group of several
-        self.max_defer = MAX_DEFER
-        self.max_lag = MAX_LAG
-        self.slice = SLICE
-        self._behind_since: float | None = None  # when processing last began to look for rows (None: caught up)
-        self._waited_at = float("-inf")  # when its last wait for the SMTP side ended
         self._warming: asyncio.Task[None] | None = None
         super().__init__()
 
@@ -140,24 +127,11 @@ class InboxWorker(QueueWorker):
         await asyncio.gather(*(preparing for _, preparing in self._ahead), return_exceptions=True)
 
     async def _defer_to_smtp(self) -> None:
-        """Wait while the SMTP side is busy committing mail (both share one interpreter), at most ``max_defer``;
-        once processing has been behind for ``max_lag``, only between its slices."""
+        """Wait while the SMTP side is busy committing mail (both share one interpreter), at most MAX_DEFER."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        if self._behind_since is None:
-            self._behind_since = started
-        elif self._behind(started):
-            # Its slice began when it last stopped waiting, or when it fell behind, whichever came later.
-            if started - max(self._waited_at, self._behind_since + self.max_lag) < self.slice:
-                return
-        deadline = started + self.max_defer
+        deadline = loop.time() + MAX_DEFER
         while (now := loop.time()) < deadline and now - self.db.intake.last_commit < BUSY_WINDOW:
             await asyncio.sleep(BUSY_WINDOW)
-        self._waited_at = loop.time()
-
-    def _behind(self, now: float) -> bool:
-        """Processing has been behind for ``max_lag`` seconds: it takes turns with the SMTP side."""
-        return self._behind_since is not None and now - self._behind_since >= self.max_lag
 
     async def process_next(self) -> bool:
         """Process the oldest due row (with the parsed ones after it, in a storm); False when there is none."""
@@ -177,7 +151,6 @@ class InboxWorker(QueueWorker):
                 await self._defer_to_smtp()
                 await self._read_ahead(after=self._ahead[-1][0].id)
             if not self._ahead:
-                self._behind_since = None  # caught up: the next mail is waited for again while SMTP is busy
                 return 0
             group = [self._ahead.popleft()]
             size, room = self._group_limits()
@@ -201,20 +174,18 @@ class InboxWorker(QueueWorker):
             self._ahead.extendleft(reversed(waiting))
             self._taken.difference_update(row.id for row, _ in group)
 
-    def _roomy(self) -> bool:
-        """Bigger groups and a longer look-ahead: the SMTP side has stored no mail for QUIET_AFTER seconds, or
-        processing takes turns with it (``_behind``)."""
-        now = asyncio.get_running_loop().time()
-        return now - self.db.intake.last_commit >= QUIET_AFTER or self._behind(now)
+    def _quiet(self) -> bool:
+        """The SMTP side has stored no mail for QUIET_AFTER seconds."""
+        return asyncio.get_running_loop().time() - self.db.intake.last_commit >= QUIET_AFTER
 
     def _look_ahead(self) -> int:
         """How many rows are read ahead now."""
-        return QUIET_LOOK_AHEAD if self._roomy() else LOOK_AHEAD
+        return QUIET_LOOK_AHEAD if self._quiet() else LOOK_AHEAD
 
     def _group_limits(self) -> tuple[int, int]:
         """How many mails, and how many bytes of mail, the next transaction may hold: few while the SMTP side stores
-        mail (its commits wait for ours), more once it has been quiet or while processing takes turns with it."""
-        if self._roomy():
+        mail (its commits wait for ours), more once it has been quiet."""
+        if self._quiet():
             return max(1, min(QUIET_GROUP, int(self.quiet_window / self.mail_seconds))), QUIET_BYTES
         return max(1, min(GROUP, int(self.group_window / self.mail_seconds))), GROUP_BYTES
 
