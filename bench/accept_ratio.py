@@ -11,9 +11,11 @@ transaction (MAIL to the answer after the final dot), and the end-to-end rate:
 from the first mail sent until no inbox row is pending and no outgoing mail is
 queued (every acknowledgement and operator notice written to the maildir).
 ``--half-rate`` sends a second time, paced at half the daemon's accepted rate
-for 10 seconds (at most ``--mails``), and reports the latency there and how
-long after its last ``250`` the daemon had processed and delivered every mail
-(processing keeps pace with such a stream, or this grows with its length).
+for 10 seconds (at most ``--mails``), and reports the latency there (from the
+moment a client sends a mail: the time a mail waits behind the one before is
+not counted) and how long after its last ``250`` the daemon had processed and
+delivered every mail (processing keeps pace with such a stream, or this grows
+with its length).
 ``--profile DIR`` records the daemon with py-spy (``pip install
 py-spy==0.4.3``; not a dependency of the project).
 """

@@ -7,7 +7,9 @@ About 30 % are replies to a mail the same process sent earlier in the run;
 when the daemon has already made a ticket of that mail (looked up read-only in
 its database by Message-ID) the reply carries the ticket's tag, otherwise only
 In-Reply-To.  With an ``interval``, the process starts its mails that many
-seconds apart (a steady stream instead of as fast as the sessions go).  The
+seconds apart, counted from its own start (a steady stream instead of as fast
+as the sessions go; the processes start together, so their mails come in
+step, one from each at a time).  The
 process reports, per mail, the transaction's latency and the moment of its
 ``250``.
 """
