@@ -3,6 +3,7 @@ that fails makes only itself fail."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import math
@@ -14,6 +15,7 @@ import structlog.testing
 from mailticketd.app import Daemon
 from mailticketd.config import Config
 from mailticketd.storage import Store
+from mailticketd.storage.intake import Arrival
 from tests import helpers
 from tests.helpers import SUPPORT, make_config, make_mail
 
@@ -55,6 +57,44 @@ async def drained(config: Config, mails: list[tuple[str, bytes]], poison: str | 
     await daemon.worker.parsed()
     assert await daemon.worker.drain() == len(mails) - 1
     return daemon
+
+
+async def test_a_sender_waits_for_one_mail_of_a_group_not_the_whole_group(tmp_path: Path) -> None:
+    """A session hands its mail over while the pipeline works through a group in one transaction, which holds the
+    write lock the session's commit needs: the transaction ends after the mail in progress, the session's mail is
+    stored, and the rest of the group comes next, in order, each mail with its own ticket."""
+    daemon = Daemon(make_config(tmp_path))
+    await daemon.db.open()
+    if not daemon.db.intake.waits_for_pipeline:
+        await daemon.db.close()
+        pytest.skip("on PostgreSQL the SMTP side's commits never wait for the pipeline's transactions")
+    try:
+        mails = [(sender, make_mail(sender, subject=f"Ausfall {number}"))
+                 for number, sender in enumerate(CUSTOMERS[:6])]
+        await queued(daemon, mails)
+        daemon.worker.group_window = 60.0  # as big a group as a storm allows
+        daemon.db.intake.last_commit = math.inf  # mail streams in all the time
+        daemon.worker.hold_up = 0.0  # the session has waited long enough as soon as it waits
+        assert await daemon.worker.process_next()  # the first mail alone, the next five read ahead
+        await daemon.worker.parsed()
+        late = CUSTOMERS[7]
+        raw = make_mail(late, subject="Noch ein Ausfall")
+        arriving = asyncio.create_task(daemon.db.intake.store(Arrival(
+            peer="127.0.0.1", mail_from=late, rcpt_tos=(SUPPORT,), message_id=None, size=len(raw),
+            chunks=lambda: [raw], max_backlog=1000)))
+        assert await daemon.worker.process_next()  # the five as one group, until the session waits
+        async with daemon.db.read() as store:
+            assert [row.mail_from for row in await store.inbox.list(("done",))] == CUSTOMERS[:2]
+        await asyncio.wait_for(arriving, 10)  # its turn came first
+        await daemon.worker.drain()
+        inbox, tickets, _ = await outcome(daemon)
+        assert [(sender, status) for sender, status, *_ in inbox] == [
+            (sender, "done") for sender in CUSTOMERS[:6] + [late]]
+        # Each its own ticket, numbered in the order the mails came.
+        assert [(subject, requester) for _, subject, requester, *_ in tickets] == [
+            (f"Ausfall {number}", sender) for number, sender in enumerate(CUSTOMERS[:6])] + [("Noch ein Ausfall", late)]
+    finally:
+        await closed(daemon)
 
 
 async def closed(daemon: Daemon) -> None:

@@ -1,5 +1,6 @@
 """Take pending inbox rows in order and run the pipeline over each; a mail's decisions are one transaction, which
-in a storm holds several mails (all committed, or each processed again alone)."""
+in a storm holds several mails (all committed, or each processed again alone; cut short after a mail when an SMTP
+session waits for the write lock)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ QUIET_GROUP = 32
 QUIET_WINDOW = 0.1
 QUIET_BYTES = 4 << 20
 
+# A transaction of several mails ends after the mail in progress once an SMTP session has waited this long for it.
+HOLD_UP = 0.005
+
 # A mail whose steps ran: its context, and the Discard that ended them early (None when they all ran).
 Decided = tuple[Context, Discard | None]
 
@@ -89,6 +93,7 @@ class InboxWorker(QueueWorker):
         self.mail_seconds = GROUP_WINDOW
         self.group_window = GROUP_WINDOW  # while the SMTP side stores mail
         self.quiet_window = QUIET_WINDOW  # once it has been quiet for QUIET_AFTER
+        self.hold_up = HOLD_UP
         self.grouped_mails = 0  # mails committed in a group of several
         self._warming: asyncio.Task[None] | None = None
         super().__init__()
@@ -162,8 +167,11 @@ class InboxWorker(QueueWorker):
             self._taken.update(row.id for row, _ in group)
         waiting = deque(group)
         try:
-            if len(group) > 1 and await self._process_group([(row, preparing.result()) for row, preparing in group]):
-                waiting.clear()
+            if len(group) > 1 and (done := await self._process_group([(row, preparing.result())
+                                                                         for row, preparing in group])):
+                for _ in range(done):
+                    waiting.popleft()
+                return done  # the rest of a group cut short comes next, first in line
             while waiting:  # one by one: alone, or again after its group failed
                 await self._process_alone(*waiting[0])
                 waiting.popleft()
@@ -203,21 +211,23 @@ class InboxWorker(QueueWorker):
     def _took(self, seconds: float, mails: int) -> None:
         self.mail_seconds += (seconds / mails - self.mail_seconds) / 8
 
-    async def _process_group(self, group: list[tuple[InboxRow, PreparedMail]]) -> bool:
-        """Process ``group`` in one transaction, each mail's steps after the one before; False (and nothing
+    async def _process_group(self, group: list[tuple[InboxRow, PreparedMail]]) -> int:
+        """Process ``group`` in one transaction, each mail's steps after the one before; how many of its first mails
+        were committed (fewer than all when an SMTP session came to wait for the transaction), or 0 (and nothing
         committed) when any of them failed: each is then processed again alone, so a mail fails on its own."""
         started = time.perf_counter()
         try:
             done = await self._in_one_transaction(group)
         except Exception as error:
             log.info("inbox.group_failed", mails=len(group), error=f"{type(error).__name__}: {error}")
-            return False
-        self._took(time.perf_counter() - started, len(group))
-        self.grouped_mails += len(group)
+            return 0
+        self._took(time.perf_counter() - started, len(done))
+        if len(done) > 1:
+            self.grouped_mails += len(done)
         for row, decided in done:
             with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
                 self._committed(row, decided)
-        return True
+        return len(done)
 
     async def _read_ahead(self, after: int = 0) -> None:
         """Read (claim, where daemons share the database) the next due rows (past the id ``after``) and start parsing
@@ -260,12 +270,19 @@ class InboxWorker(QueueWorker):
     async def _in_one_transaction(self, mails: list[tuple[InboxRow, PreparedMail]]
                                   ) -> list[tuple[InboxRow, Decided | None]]:
         """Run the pipeline over ``mails``, one after the other, in one transaction with their letters written just
-        before the commit; raises (nothing committed) when any of them fails."""
+        before the commit; raises (nothing committed) when any of them fails.  Between two mails the SMTP sessions
+        go on, and once one of them has waited ``hold_up`` seconds for the write lock the transaction ends there: a
+        sender waits for one mail's decisions, not for a group's.  Returns the mails processed: the first ones of
+        ``mails``."""
         setup = self._setup()
         letters = LetterBatch()
         done: list[tuple[InboxRow, Decided | None]] = []
         async with self.db.transaction(backlog=bool(self._ahead)) as store:
             for row, prepared in mails:
+                if done:
+                    await asyncio.sleep(0)
+                    if self.db.intake.held_up() >= self.hold_up:
+                        break
                 with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
                     done.append((row, await self._decide(store, row, prepared, setup, letters)))
             await setup.services.mailer.flush(store, letters)  # the mailer the letters were queued with

@@ -56,10 +56,14 @@ class Arrival:
 class _Waiting:
     arrival: Arrival
     future: asyncio.Future[int] = field(repr=False)
+    since: float = 0.0  # the event loop's time when the session handed its mail over
 
 
 class Intake:
     """Writes arriving mails to the inbox, many sessions' mails to one COMMIT."""
+
+    # Whether a batch waits for the pipeline's transaction in progress (SQLite: one writer at a time).
+    waits_for_pipeline = True
 
     def __init__(self, path: Path, turn: WriteTurn, *, busy_timeout: float = 5.0,
                  max_batch_bytes: int = 64 << 20) -> None:
@@ -74,13 +78,20 @@ class Intake:
         self.batches = 0  # commits so far (the metrics and the tests read it)
         self.last_commit = float("-inf")  # the event loop's time of the last commit that stored a mail
 
+    def held_up(self) -> float:
+        """How long the first session waiting for a commit has waited (0.0: none waits), where its commit waits for
+        the pipeline's transaction in progress (``waits_for_pipeline``)."""
+        if not self.waits_for_pipeline or not self._waiting:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._waiting[0].since
+
     async def store(self, arrival: Arrival) -> int:
         """Write ``arrival`` durably; returns its inbox id once committed.
 
         Raises ``BacklogFull`` when too much mail waits, and whatever SQLite raised when the commit failed.
         """
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(arrival, loop.create_future())
+        waiting = _Waiting(arrival, loop.create_future(), loop.time())
         self._waiting.append(waiting)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="inbox-intake")

@@ -23,6 +23,8 @@ from mailticketd.storage.turn import WriteTurn
 class PostgresIntake(Intake):
     """``Intake`` writing to PostgreSQL; ``connect`` opens its connection."""
 
+    waits_for_pipeline = False  # rows of its own, beside the pipeline's transactions
+
     def __init__(self, connect: Any, *, max_batch_bytes: int = 64 << 20) -> None:
         # No file and no shared writer turn: the intake's batches only wait for each other.
         super().__init__(Path(os.devnull), WriteTurn(), max_batch_bytes=max_batch_bytes)
