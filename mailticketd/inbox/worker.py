@@ -335,8 +335,6 @@ class InboxWorker(QueueWorker):
         for operator in self.config.operators.addresses:
             await self.services.mailer.send(store, Letter("inbox-failed", "inbox_failed", operator, context,
                                                           self.config.mail.default_language), now=self.clock())
-        if self.on_committed is not None:
-            self.on_committed()
 
     def _count(self, row: InboxRow, decision: str) -> None:
         self.metrics.processed.labels(decision=decision).inc()
@@ -349,15 +347,22 @@ class InboxWorker(QueueWorker):
         retry_at: datetime | None = None
         if attempts < self.config.inbox.max_attempts:
             retry_at = self.clock() + timedelta(seconds=self.config.inbox.retry_delay * 2 ** (attempts - 1))
-        async with self.db.transaction() as store:
-            await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
-        self.metrics.failed.inc()
-        if retry_at is None:  # kept as failed: somebody must look at it
-            try:
-                async with self.db.transaction() as store:
+        told = retry_at is None  # kept as failed: somebody must look at it, told in the same commit
+        try:
+            async with self.db.transaction() as store:
+                await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
+                if told:
                     await self._tell_operators(store, row, reason)
-            except Exception:
-                log.exception("mail.failed_notice_error")  # the row is marked failed all the same
+        except Exception:
+            if not told:
+                raise
+            log.exception("mail.failed_notice_error")  # the row is marked failed all the same, untold
+            told = False
+            async with self.db.transaction() as store:
+                await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
+        self.metrics.failed.inc()
+        if told and self.on_committed is not None:
+            self.on_committed()  # the operators' letters wait in the outbox
         log.error("mail.failed", reason=reason, attempts=attempts, final=retry_at is None,
                   exc_info=error)
 
