@@ -59,10 +59,12 @@ async def drained(config: Config, mails: list[tuple[str, bytes]], poison: str | 
     return daemon
 
 
-async def test_a_sender_waits_for_one_mail_of_a_group_not_the_whole_group(tmp_path: Path) -> None:
+@pytest.mark.parametrize("session_waits", [True, False], ids=["a-session-waits", "nobody-waits"])
+async def test_a_sender_waits_for_one_mail_of_a_group_not_the_whole_group(tmp_path: Path, session_waits: bool) -> None:
     """A session hands its mail over while the pipeline works through a group in one transaction, which holds the
     write lock the session's commit needs: the transaction ends after the mail in progress, the session's mail is
-    stored, and the rest of the group comes next, in order, each mail with its own ticket."""
+    stored, and the rest of the group comes next, in order, each mail with its own ticket.  With no session waiting,
+    the group is processed whole."""
     daemon = Daemon(make_config(tmp_path))
     await daemon.db.open()
     if not daemon.db.intake.waits_for_pipeline:
@@ -78,21 +80,26 @@ async def test_a_sender_waits_for_one_mail_of_a_group_not_the_whole_group(tmp_pa
         assert await daemon.worker.process_next()  # the first mail alone, the next five read ahead
         await daemon.worker.parsed()
         late = CUSTOMERS[7]
-        raw = make_mail(late, subject="Noch ein Ausfall")
-        arriving = asyncio.create_task(daemon.db.intake.store(Arrival(
-            peer="127.0.0.1", mail_from=late, rcpt_tos=(SUPPORT,), message_id=None, size=len(raw),
-            chunks=lambda: [raw], max_backlog=1000)))
-        assert await daemon.worker.process_next()  # the five as one group, until the session waits
+        senders = CUSTOMERS[:6]
+        if session_waits:
+            raw = make_mail(late, subject="Noch ein Ausfall")
+            arriving = asyncio.create_task(daemon.db.intake.store(Arrival(
+                peer="127.0.0.1", mail_from=late, rcpt_tos=(SUPPORT,), message_id=None, size=len(raw),
+                chunks=lambda: [raw], max_backlog=1000)))
+            senders = senders + [late]
+        assert await daemon.worker.process_next()  # the five as one group, until a session waits
         async with daemon.db.read() as store:
-            assert [row.mail_from for row in await store.inbox.list(("done",))] == CUSTOMERS[:2]
-        await asyncio.wait_for(arriving, 10)  # its turn came first
+            done = [row.mail_from for row in await store.inbox.list(("done",))]
+        assert done == (CUSTOMERS[:2] if session_waits else CUSTOMERS[:6])
+        if session_waits:
+            await asyncio.wait_for(arriving, 10)  # its turn came first
         await daemon.worker.drain()
         inbox, tickets, _ = await outcome(daemon)
-        assert [(sender, status) for sender, status, *_ in inbox] == [
-            (sender, "done") for sender in CUSTOMERS[:6] + [late]]
+        assert [(sender, status) for sender, status, *_ in inbox] == [(sender, "done") for sender in senders]
         # Each its own ticket, numbered in the order the mails came.
         assert [(subject, requester) for _, subject, requester, *_ in tickets] == [
-            (f"Ausfall {number}", sender) for number, sender in enumerate(CUSTOMERS[:6])] + [("Noch ein Ausfall", late)]
+            (f"Ausfall {number}", sender) for number, sender in enumerate(CUSTOMERS[:6])
+        ] + ([("Noch ein Ausfall", late)] if session_waits else [])
     finally:
         await closed(daemon)
 

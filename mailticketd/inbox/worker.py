@@ -201,12 +201,11 @@ class InboxWorker(QueueWorker):
         with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
             try:
                 prepared = await preparing
-                started = time.perf_counter()
-                await self._process(row, prepared)
+                busy = await self._process(row, prepared)
             except Exception as error:
                 await self._record_failure(row, error)
             else:
-                self._took(time.perf_counter() - started, 1)
+                self._took(busy, 1)
 
     def _took(self, seconds: float, mails: int) -> None:
         self.mail_seconds += (seconds / mails - self.mail_seconds) / 8
@@ -215,13 +214,12 @@ class InboxWorker(QueueWorker):
         """Process ``group`` in one transaction, each mail's steps after the one before; how many of its first mails
         were committed (fewer than all when an SMTP session came to wait for the transaction), or 0 (and nothing
         committed) when any of them failed: each is then processed again alone, so a mail fails on its own."""
-        started = time.perf_counter()
         try:
-            done = await self._in_one_transaction(group)
+            done, busy = await self._in_one_transaction(group)
         except Exception as error:
             log.info("inbox.group_failed", mails=len(group), error=f"{type(error).__name__}: {error}")
             return 0
-        self._took(time.perf_counter() - started, len(done))
+        self._took(busy, len(done))
         if len(done) > 1:
             self.grouped_mails += len(done)
         for row, decided in done:
@@ -263,30 +261,37 @@ class InboxWorker(QueueWorker):
         changes the next transaction, never the mails of one half and half."""
         return Setup(self.config, self.pipeline, self.services)
 
-    async def _process(self, row: InboxRow, prepared: PreparedMail) -> None:
-        [(_, decided)] = await self._in_one_transaction([(row, prepared)])
+    async def _process(self, row: InboxRow, prepared: PreparedMail) -> float:
+        """Process one mail in a transaction of its own; the seconds its work took."""
+        [(_, decided)], busy = await self._in_one_transaction([(row, prepared)])
         self._committed(row, decided)
+        return busy
 
     async def _in_one_transaction(self, mails: list[tuple[InboxRow, PreparedMail]]
-                                  ) -> list[tuple[InboxRow, Decided | None]]:
+                                  ) -> tuple[list[tuple[InboxRow, Decided | None]], float]:
         """Run the pipeline over ``mails``, one after the other, in one transaction with their letters written just
         before the commit; raises (nothing committed) when any of them fails.  Between two mails the SMTP sessions
-        go on, and once one of them has waited ``hold_up`` seconds for the write lock the transaction ends there: a
-        sender waits for one mail's decisions, not for a group's.  Returns the mails processed: the first ones of
-        ``mails``."""
+        go on, and once one of them has waited ``hold_up`` seconds for its commit the transaction ends there: a
+        sender waits for one mail's decisions, not for a group's.  Returns the mails processed (the first ones of
+        ``mails``) and the seconds the transaction took, less those it let the SMTP sessions have."""
         setup = self._setup()
         letters = LetterBatch()
         done: list[tuple[InboxRow, Decided | None]] = []
+        started = time.perf_counter()
+        given_away = 0.0
         async with self.db.transaction(backlog=bool(self._ahead)) as store:
             for row, prepared in mails:
                 if done:
+                    paused = time.perf_counter()
                     await asyncio.sleep(0)
-                    if self.db.intake.held_up() >= self.hold_up:
+                    given_away += time.perf_counter() - paused
+                    if (waited := self.db.intake.held_up()) is not None and waited >= self.hold_up:
                         break
                 with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
                     done.append((row, await self._decide(store, row, prepared, setup, letters)))
             await setup.services.mailer.flush(store, letters)  # the mailer the letters were queued with
-        return done
+        given_away += sum(decided[0].given_away for _, decided in done if decided is not None)
+        return done, time.perf_counter() - started - given_away
 
     async def _decide(self, store: Store, row: InboxRow, prepared: PreparedMail, setup: Setup,
                       letters: LetterBatch) -> Decided | None:

@@ -82,4 +82,5 @@ class Pipeline:
             # sessions go on, so a sender waits about that long, not for a whole mail.
             if (now := time.perf_counter()) - since >= YIELD_AFTER:
                 await asyncio.sleep(0)
-                since = now
+                since = time.perf_counter()
+                ctx.given_away += since - now

@@ -78,11 +78,12 @@ class Intake:
         self.batches = 0  # commits so far (the metrics and the tests read it)
         self.last_commit = float("-inf")  # the event loop's time of the last commit that stored a mail
 
-    def held_up(self) -> float:
-        """How long the first session waiting for a commit has waited (0.0: none waits), where its commit waits for
-        the pipeline's transaction in progress (``waits_for_pipeline``)."""
+    def held_up(self) -> float | None:
+        """How long the first session waiting for its commit has waited, counted from the handover of its mail; None
+        when no session waits, or when its commit does not wait for the pipeline's transaction in progress
+        (``waits_for_pipeline``)."""
         if not self.waits_for_pipeline or not self._waiting:
-            return 0.0
+            return None
         return asyncio.get_running_loop().time() - self._waiting[0].since
 
     async def store(self, arrival: Arrival) -> int:
