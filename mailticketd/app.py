@@ -171,11 +171,7 @@ async def serve(config: Config, config_file: Path | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await daemon.start()
-    # What the daemon built to start (modules, templates, the configuration) lives as long as the process: the
-    # collector's full passes leave it out from now on (each of them stopped the event loop for about 30 ms in a
-    # stream of mail).  Garbage first, or it would stay for good.
-    gc.collect()
-    gc.freeze()
+    _freeze()
     watchdog: asyncio.Task[None] | None = None
     try:  # from here on, whatever fails (e.g. an unreachable NOTIFY_SOCKET) closes the listeners first
         loop.add_signal_handler(signal.SIGHUP, lambda: _reload(daemon, config_file))
@@ -198,6 +194,15 @@ def _tell_systemd(state: str) -> None:
         log.error("daemon.notify_failed", state=state, error=str(error))
 
 
+def _freeze() -> None:
+    """Leave what the daemon holds now (modules, templates, the configuration: built to start or to reload, and kept
+    until the next reload) out of the collector's full passes, each of which stopped the event loop for about 30 ms
+    in a stream of mail.  What was frozen before is let go first and garbage collected, or it would stay for good."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def _reload(daemon: Daemon, config_file: Path | None) -> None:
     _tell_systemd("RELOADING=1")
     try:
@@ -205,6 +210,7 @@ def _reload(daemon: Daemon, config_file: Path | None) -> None:
     except Exception as error:  # a bad new config or template: keep running on the old one
         log.error("daemon.reload_refused", error=str(error), config=str(config_file or "embedded defaults"))
     else:
+        _freeze()  # what the old configuration and templates held is collected now, the new ones frozen
         set_level(daemon.config.log.level)
         log.info("daemon.reloaded", config=daemon.config.source, needs_restart=restart,
                  log_level=daemon.config.log.level)
