@@ -6,6 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import structlog
+
 from mailticketd.app import Daemon
 from tests.helpers import make_config, make_mail, send, settle
 from tests.process import cli
@@ -214,16 +216,21 @@ async def test_failed_mail_is_listed_with_its_reason_and_retried_after_the_fix(t
 
 
 async def test_failed_mail_is_kept_as_failed_when_telling_the_operators_fails_too(tmp_path: Path) -> None:
-    """The operators' notice and the failed mark are one commit; when the notice cannot be written, the mail is
-    still listed as failed with its reason, not left pending to fail again and again."""
+    """When the operators' notice cannot be written, the mail is still listed as failed with its reason (not left
+    pending to fail again and again), and the log says the notice failed."""
     config = make_config(tmp_path, inbox={"max_attempts": 1})
-    async with Daemon(config) as daemon:
-        with sqlite3.connect(config.storage.database) as conn:  # articles and the outbox both broken
-            conn.execute("CREATE TRIGGER broken BEFORE INSERT ON articles "
-                         "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END")
-            conn.execute("CREATE TRIGGER mute BEFORE INSERT ON outbox "
-                         "BEGIN SELECT RAISE(ABORT, 'outbox unwritable'); END")
-        await send(daemon.smtp_port, make_mail(subject="Will fail twice"))
-        await settle(daemon)
+    with structlog.testing.capture_logs() as logs:
+        async with Daemon(config) as daemon:
+            with sqlite3.connect(config.storage.database) as conn:  # articles and the outbox both broken
+                conn.execute("CREATE TRIGGER broken BEFORE INSERT ON articles "
+                             "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END")
+                conn.execute("CREATE TRIGGER mute BEFORE INSERT ON outbox "
+                             "BEGIN SELECT RAISE(ABORT, 'outbox unwritable'); END")
+            await send(daemon.smtp_port, make_mail(subject="Will fail twice"))
+            await settle(daemon)
     listed = json.loads(cli("--config", str(config_file(tmp_path)), "inbox", "--json").stdout)
     assert [(row["status"], row["reason"]) for row in listed] == [("failed", "IntegrityError: disk quota exceeded")]
+    assert [entry["event"] for entry in logs if entry["event"].startswith("mail.failed")] == [
+        "mail.failed_notice_error", "mail.failed"]
+    with sqlite3.connect(config.storage.database) as conn:
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (0,)

@@ -277,9 +277,9 @@ class InboxWorker(QueueWorker):
         setup = self._setup()
         letters = LetterBatch()
         done: list[tuple[InboxRow, Decided | None]] = []
-        started = time.perf_counter()
         given_away = 0.0
         async with self.db.transaction(backlog=bool(self._ahead)) as store:
+            started = time.perf_counter()  # once the write lock is ours: waiting for it is not this group's work
             for row, prepared in mails:
                 if done:
                     paused = time.perf_counter()
@@ -290,7 +290,10 @@ class InboxWorker(QueueWorker):
                 with structlog.contextvars.bound_contextvars(inbox_id=row.id, message_id=row.message_id):
                     done.append((row, await self._decide(store, row, prepared, setup, letters)))
             await setup.services.mailer.flush(store, letters)  # the mailer the letters were queued with
-        given_away += sum(decided[0].given_away for _, decided in done if decided is not None)
+        for _, decided in done:
+            if decided is not None:
+                ctx, _discarded = decided
+                given_away += ctx.given_away
         return done, time.perf_counter() - started - given_away
 
     async def _decide(self, store: Store, row: InboxRow, prepared: PreparedMail, setup: Setup,
@@ -352,23 +355,27 @@ class InboxWorker(QueueWorker):
         retry_at: datetime | None = None
         if attempts < self.config.inbox.max_attempts:
             retry_at = self.clock() + timedelta(seconds=self.config.inbox.retry_delay * 2 ** (attempts - 1))
-        told = retry_at is None  # kept as failed: somebody must look at it, told in the same commit
+        final = retry_at is None  # kept as failed: somebody must look at it, told in the same commit
+        told = notice_failed = False
         try:
             async with self.db.transaction() as store:
-                await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
-                if told:
-                    await self._tell_operators(store, row, reason)
+                if await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at) and final:
+                    try:
+                        await self._tell_operators(store, row, reason)
+                    except Exception:
+                        notice_failed = True
+                        raise
+                    told = True
         except Exception:
-            if not told:
+            if not notice_failed:
                 raise
             log.exception("mail.failed_notice_error")  # the row is marked failed all the same, untold
-            told = False
             async with self.db.transaction() as store:
                 await store.inbox.mark_attempt_failed(row.id, reason=reason, retry_at=retry_at)
         self.metrics.failed.inc()
         if told and self.on_committed is not None:
             self.on_committed()  # the operators' letters wait in the outbox
-        log.error("mail.failed", reason=reason, attempts=attempts, final=retry_at is None,
+        log.error("mail.failed", reason=reason, attempts=attempts, final=final,
                   exc_info=error)
 
 

@@ -166,14 +166,16 @@ class InboxRepository:
             (decision, ticket_id, iso(utc_now()), inbox_id),
         )
 
-    async def mark_attempt_failed(self, inbox_id: int, *, reason: str, retry_at: datetime | None) -> None:
-        """Record a failed attempt: pending again at ``retry_at``, or failed for good without one."""
-        await self.conn.execute(
+    async def mark_attempt_failed(self, inbox_id: int, *, reason: str, retry_at: datetime | None) -> bool:
+        """Record a failed attempt: pending again at ``retry_at``, or failed for good without one.  False when the
+        row is not pending (another daemon took it over and is done with it)."""
+        cursor = await self.conn.execute(
             "UPDATE inbox SET status = ?, reason = ?, next_attempt_at = ?, attempts = attempts + 1,"
             " processed_at = ?, claimed_by = NULL, lease_until = NULL WHERE id = ? AND status = 'pending'",
             ("pending" if retry_at else "failed", reason, iso(retry_at) if retry_at else None,
              iso(utc_now()), inbox_id),
         )
+        return cursor.rowcount == 1
 
     async def retry(self, inbox_id: int) -> InboxRow | None:
         """Put a failed row back in line; returns the row as it was, or None if there is none."""
