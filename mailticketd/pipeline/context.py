@@ -84,7 +84,8 @@ class Context:
     now: datetime
     new_text: str = ""  # the visible text without the fall-back to the whole mail; what operators send on
     letters: LetterBatch | None = None  # where the steps' letters wait to be written together (the inbox worker)
-    given_away: float = 0.0  # seconds the steps let the event loop serve others meanwhile (not this mail's cost)
+    # Seconds the steps let the event loop serve others meanwhile (not this mail's cost); only Pipeline.run adds.
+    given_away: float = 0.0
 
     # Decisions, added by the steps in order.
     kind: str = "mail"
