@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mailticketd.config import Config
-from mailticketd.directory.models import User
+from mailticketd.directory.models import User, Vm
 from mailticketd.mail.authresults import Verdict
 from mailticketd.mail.parse import IncomingMail
 from mailticketd.outbox.mailer import LetterBatch, Mailer
@@ -107,6 +107,7 @@ class Context:
     article_id: int | None = None
     author_status: str = ""
     vm_names: list[str] = field(default_factory=list)
+    vms: dict[str, Vm] = field(default_factory=dict)  # the inventory's entries among vm_names (link-vms)
     flags: list[str] = field(default_factory=list)
 
     @property

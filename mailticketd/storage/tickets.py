@@ -96,18 +96,19 @@ class TicketRepository:
         self.conn = conn
 
     async def create(self, *, first_number: int, subject: str, organisation_id: int | None,
-                     requester_id: int | None, follows_ticket_id: int | None = None) -> Ticket:
+                     requester_id: int | None, follows_ticket_id: int | None = None,
+                     thread_index: str | None = None) -> Ticket:
         """Open a ticket with the next free number (safe: callers hold the writer lock)."""
         number = await self._next_number(first_number)
         now = iso(utc_now())
         cursor = await self.conn.execute(
             "INSERT INTO tickets (number, subject, organisation_id, requester_id, created_at, updated_at,"
-            " follows_ticket_id) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (number, subject, organisation_id, requester_id, now, now, follows_ticket_id),
+            " follows_ticket_id, thread_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (number, subject, organisation_id, requester_id, now, now, follows_ticket_id, thread_index),
         )
         ticket_id = int((await cursor.fetchone())[0])
         return Ticket(ticket_id, number, subject, "new", organisation_id, requester_id, now, now,
-                      follows_ticket_id=follows_ticket_id)
+                      follows_ticket_id=follows_ticket_id, thread_index=thread_index)
 
     async def _next_number(self, first_number: int) -> int:
         """One more than the highest number, at least ``first_number``; from the backend's sequence if it has one

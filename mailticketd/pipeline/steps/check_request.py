@@ -40,7 +40,7 @@ class CheckRequest:
             if organisation_id is not None and await ctx.store.vms.list(organisation_id):
                 ctx.flags.append(NO_VM_NAMED)
             return
-        owners = {vm.organisation_id for vm in (await ctx.store.vms.by_names(ctx.vm_names)).values()}
+        owners = {vm.organisation_id for vm in ctx.vms.values()}
         if len(owners) > 1 or (len(ctx.vm_names) > 1 and distinct_requests(ctx.visible_text) > 1):
             ctx.flags.append(SEVERAL_TOPICS)
 

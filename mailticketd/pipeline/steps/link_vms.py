@@ -35,3 +35,4 @@ class LinkVms:
                 links.append((name, vm.id, ()))
         await ctx.store.tickets.link_vms(ctx.ticket.id, links)
         ctx.vm_names = names
+        ctx.vms = inventory

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from mailticketd.directory.policy import author_status
 from mailticketd.mail.outlook import new_thread_index
@@ -23,19 +22,18 @@ class StoreArticle:
 
     async def run(self, ctx: Context) -> None:
         store, sender = ctx.store, ctx.sender
+        opened = ctx.ticket is None
         if ctx.ticket is None:
             # No subject stays empty: each reader sees the placeholder in their own language.
             subject = strip_tags(ctx.config.mail.tag_prefix, ctx.mail.subject)
             organisation_id = sender.organisation_id if sender and sender.status != "inactive" else None
+            # The letters of this mail continue the sender's Outlook conversation (Thread-Index), or a new one.
             ctx.ticket = await store.tickets.create(
                 first_number=ctx.config.tickets.first_number, subject=subject,
                 organisation_id=organisation_id, requester_id=sender.id if sender else None,
                 follows_ticket_id=ctx.follows.id if ctx.follows else None,
+                thread_index=ctx.mail.header("thread-index") or new_thread_index(ctx.now),
             )
-            thread_index = ctx.mail.header("thread-index") or new_thread_index(ctx.now)
-            await store.tickets.set_thread_index(ctx.ticket.id, thread_index)
-            # The letters of this mail continue that conversation (and need not store an index of their own).
-            ctx.ticket = replace(ctx.ticket, thread_index=thread_index)
             if _FORWARD.match(ctx.mail.subject) and (whole := ctx.mail.text.strip()):
                 ctx.visible_text = whole
         elif ctx.kind == "mail" and not ctx.operator and (ctx.reopen or ctx.ticket.status == "pending"):
@@ -66,7 +64,8 @@ class StoreArticle:
             await store.articles.remember_message_id(
                 ctx.mail.message_id, ticket_id=ticket.id, article_id=ctx.article_id, direction="in"
             )
-        await store.tickets.touch(ticket.id)
+        if not opened:  # a ticket opened just now was updated as it was created
+            await store.tickets.touch(ticket.id)
 
 
 async def _new_ccs(ctx: Context) -> list[User]:
