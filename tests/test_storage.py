@@ -125,13 +125,18 @@ async def test_a_mail_due_again_is_read_with_the_rows_after_the_last_one_read(tm
 
 async def test_a_failed_attempt_never_turns_a_processed_mail_back_to_pending(tmp_path: Path) -> None:
     """An error reported after a mail's transaction committed (its row done) does not put the mail in line again,
-    so it is never processed twice."""
+    so it is never processed twice, nor marks it failed (the worker then tells no operator of a failure)."""
     config = make_config(tmp_path)
     async with database_for(config.storage) as db:
         async with db.transaction() as store:
             inbox_id = await store.inbox.add(peer="", mail_from="a@b", rcpt_tos=["s@x"], message_id=None, raw=b"x")
+            pending_id = await store.inbox.add(peer="", mail_from="c@d", rcpt_tos=["s@x"], message_id=None, raw=b"y")
             await store.inbox.mark_done(inbox_id, decision="new", ticket_id=None)
         async with db.transaction() as store:
-            await store.inbox.mark_attempt_failed(inbox_id, reason="late error", retry_at=utc_now())
+            assert not await store.inbox.mark_attempt_failed(inbox_id, reason="late error", retry_at=utc_now())
+            assert not await store.inbox.mark_attempt_failed(inbox_id, reason="late error", retry_at=None)
+            assert await store.inbox.mark_attempt_failed(pending_id, reason="real error", retry_at=None)
         async with db.read() as store:
             assert await store.inbox.backlog() == 0
+            assert [(row.id, row.status) for row in await store.inbox.list(("done", "failed", "pending"))] == [
+                (inbox_id, "done"), (pending_id, "failed")]
