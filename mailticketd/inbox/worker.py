@@ -1,6 +1,6 @@
 """Take pending inbox rows in order and run the pipeline over each; a mail's decisions are one transaction, which
-in a storm holds several mails (all committed, or each processed again alone; cut short after a mail when an SMTP
-session waits for the write lock)."""
+in a storm holds several mails (all committed, or each processed again alone; cut short after a mail once an SMTP
+session has waited for its commit)."""
 
 from __future__ import annotations
 
