@@ -120,6 +120,31 @@ async def test_read_only_database_answers_451_and_the_mail_arrives_after_the_fix
             assert [t.subject for t in await store.tickets.list()] == ["Bitte prüfen"]
 
 
+async def test_mail_another_connection_queued_counts_towards_the_backlog(tmp_path: Path) -> None:
+    """The SMTP side keeps its count of waiting mail between its commits; a mail queued meanwhile by the web form
+    (the pipeline's connection) or by another process still counts: with ``max_backlog`` reached, the next 451."""
+    config = make_config(tmp_path, inbox={"max_backlog": 3, "poll_interval": 60.0})
+    async with Daemon(config) as daemon:
+        daemon.worker.stop()  # nothing is processed: the backlog only grows
+        await asyncio.sleep(0)
+        assert (await send(daemon.smtp_port, make_mail())).startswith("2.0.0")
+        async with daemon.db.transaction() as store:  # what the web form does with a customer's new ticket
+            await store.inbox.add(peer="web 127.0.0.1", mail_from="kunde@customer.example", rcpt_tos=[SUPPORT],
+                                  message_id=None, raw=make_mail())
+        other = sqlite3.connect(config.storage.database, isolation_level=None)  # the CLI, say
+        try:
+            other.execute("INSERT INTO inbox (received_at, mail_from, rcpt_tos, size) VALUES (?, ?, ?, 0)",
+                          ("2026-12-01T00:00:00+00:00", "kunde@customer.example", f'["{SUPPORT}"]'))
+        finally:
+            other.close()
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as client:
+            await client.mail("kunde@customer.example")
+            await client.rcpt(SUPPORT)
+            with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
+                await client.data(make_mail())
+    assert deferred.value.code == 451
+
+
 async def test_locked_database_answers_451_instead_of_hanging(tmp_path: Path) -> None:
     """If another process holds the write lock past the busy timeout, DATA gets 451 4.3.0."""
     config = make_config(tmp_path, storage={"busy_timeout": 0.3})
