@@ -145,6 +145,37 @@ async def test_mail_another_connection_queued_counts_towards_the_backlog(tmp_pat
     assert deferred.value.code == 451
 
 
+async def test_other_sessions_are_answered_while_a_commit_waits_for_another_process(tmp_path: Path) -> None:
+    """A small mail's commit may run in the event loop's thread, but never waits there for a lock another process
+    holds: the other sessions are answered meanwhile, and the mail is stored once the lock is free."""
+    config = make_config(tmp_path, storage={"busy_timeout": 5.0})
+    async with Daemon(config) as daemon:
+        daemon.worker.stop()  # the workers' transactions would wait for the lock too, first in line
+        daemon.delivery.stop()
+        await asyncio.sleep(0)
+        blocker = sqlite3.connect(config.storage.database, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")  # the staff CLI, say, in a long transaction
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as first:
+                await first.mail("kunde@customer.example")
+                await first.rcpt(SUPPORT)
+                storing = asyncio.create_task(first.data(make_mail()))
+                while not daemon.db.intake.writing and not storing.done():  # until its batch waits for the lock
+                    await asyncio.sleep(0.01)
+                async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as second:
+                    code, _ = await second.noop()
+                assert code == 250
+                assert not storing.done()
+                blocker.execute("ROLLBACK")
+                response = await storing
+        finally:
+            blocker.close()
+        async with daemon.db.read() as store:
+            stored = await store.inbox.list(("pending", "done", "failed"))
+    assert response.code == 250
+    assert len(stored) == 1
+
+
 async def test_locked_database_answers_451_instead_of_hanging(tmp_path: Path) -> None:
     """If another process holds the write lock past the busy timeout, DATA gets 451 4.3.0."""
     config = make_config(tmp_path, storage={"busy_timeout": 0.3})

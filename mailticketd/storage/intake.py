@@ -76,6 +76,7 @@ class Intake:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self.batches = 0  # commits so far (the metrics and the tests read it)
+        self.writing = 0  # mails in the batch being written now
         # The pending rows (for max_backlog) as of the database's data_version: counted again only when another
         # connection has committed since, plus the mails this one stored meanwhile.
         self._pending: tuple[int, int] | None = None
@@ -128,7 +129,11 @@ class Intake:
                 # The batch is taken once it is our turn: whatever arrived while we waited joins it.
                 async with self.turn.hold(urgent=True):
                     batch = self._take()
-                    results = await asyncio.shield(self._store_batch(batch))
+                    self.writing = len(batch)
+                    try:
+                        results = await asyncio.shield(self._store_batch(batch))
+                    finally:
+                        self.writing = 0
             except BaseException as error:  # noqa: BLE001 - every session of the batch hears of it
                 for waiting in batch:
                     if not waiting.future.done():
