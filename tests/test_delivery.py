@@ -171,6 +171,30 @@ class DiesAfterBatch:
         raise SystemExit("killed")
 
 
+async def test_a_claim_for_the_maildir_holds_a_few_megabytes_of_mail_beyond_its_first(tmp_path: Path) -> None:
+    """However many big mails are due (operator notices quoting what customers wrote), one claim reads at most its
+    first mail and ``max_bytes`` more into memory; the others stay queued and unleased for the next claims, and no row
+    is claimed twice."""
+    config = make_config(tmp_path)
+    async with database_for(config.storage) as db:
+        big = [await enqueue(db, f"kunde{n}@customer.example", body="x" * 300_000 + "\n") for n in range(3)]
+        small = await enqueue(db, "klein@customer.example")
+        now = utc_now()
+        lease = now + timedelta(minutes=15)
+        async with db.transaction() as store:
+            first = await store.outbox.claim_due(now, lease, limit=128, max_bytes=700_000)
+        async with db.transaction() as store:
+            second = await store.outbox.claim_due(now, lease, limit=128, max_bytes=1)
+        async with db.transaction() as store:
+            third = await store.outbox.claim_due(now, lease, limit=128, max_bytes=700_000)
+            nothing = await store.outbox.claim_due(now, lease, limit=128, max_bytes=700_000)  # all leased now
+    assert [row.id for row in first] == big[:2]  # the third would pass 700 KB
+    assert [row.id for row in second] == big[2:]  # the first row always comes, whatever its size
+    assert [row.id for row in third] == [small]
+    assert nothing == []
+    assert all(row.raw and len(row.raw) > 300_000 for row in first + second)
+
+
 @pytest.mark.sqlite_only
 async def test_a_crash_after_a_maildir_batch_leaves_each_mail_there_once(tmp_path: Path) -> None:
     """Mails written together to the maildir by a run that died before marking them are each there once after the
@@ -192,6 +216,23 @@ async def test_a_crash_after_a_maildir_batch_leaves_each_mail_there_once(tmp_pat
     assert sorted(data.split(b"\r\n", 1)[0].decode() for data in files) == sorted(
         f"Delivered-To: {rcpt}" for rcpt in recipients)
     assert list((maildir / "tmp").iterdir()) == []
+
+
+@pytest.mark.sqlite_only  # the second run takes over the first one's leases: one daemon per SQLite database
+async def test_big_mails_go_to_the_maildir_a_few_megabytes_at_a_time(tmp_path: Path) -> None:
+    """Three operator notices of 3 MB each (quoting long mails) are not claimed and written together, as small ones
+    are: the first claim takes two (BATCH_BYTES, 8 MB), the next the third; all of them arrive."""
+    config = make_config(tmp_path)
+    maildir = config.outbound.maildir
+    async with database_for(config.storage) as db:
+        ids = [await enqueue(db, f"kunde{n}@customer.example", body="x" * 3_000_000 + "\n") for n in range(3)]
+        dying = DiesAfterBatch(MaildirTransport(maildir))
+        with pytest.raises(SystemExit):
+            await DeliveryWorker(db, config, dying).drain()
+        assert dying.batches == [2]
+        assert await DeliveryWorker(db, config, MaildirTransport(maildir)).drain() == 3
+        assert {(await row_of(db, outbox_id)).status for outbox_id in ids} == {"sent"}
+    assert len(list((maildir / "new").iterdir())) == 3
 
 
 async def test_one_bad_recipient_in_a_maildir_batch_fails_alone(tmp_path: Path) -> None:

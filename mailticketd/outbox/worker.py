@@ -12,8 +12,8 @@ mark.  While the database cannot be written the worker sends nothing and
 A crash between the send and the mark is the only way a mail can go out
 twice: the daemon ends every lease when it starts.  Towards a relay that is
 at most one mail, as each is marked before the next is claimed; the maildir,
-where a repeat replaces its copy, takes up to ``BATCH`` rows a claim and
-writes them in one go.
+where a repeat replaces its copy, takes up to ``BATCH`` rows a claim (and,
+beyond the first, ``BATCH_BYTES`` of mail) and writes them in one go.
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ from mailticketd.storage.outbox import OutboxRow
 
 log = structlog.get_logger("mailticketd.outbox")
 
-# Rows claimed, sent and marked together where the transport writes several mails at once.
+# Rows claimed, sent and marked together where the transport writes several mails at once: at most BATCH, and
+# beyond the first no more than BATCH_BYTES of mail (an operator's notice quotes all a customer wrote: without it, a
+# claim of big notices held them all in memory at once).
 BATCH = 32
+BATCH_BYTES = 8 << 20
 
 OnFailed = Callable[[OutboxRow, str], Awaitable[None]]
 
@@ -135,7 +138,8 @@ class DeliveryWorker(QueueWorker):
                 if self._unrecorded:
                     await store.outbox.mark_all_sent(self._unrecorded.items())
                 rows = await store.outbox.claim_due(
-                    now, now + timedelta(seconds=self.config.outbound.send_lease), limit=limit) if limit else []
+                    now, now + timedelta(seconds=self.config.outbound.send_lease), limit=limit,
+                    max_bytes=BATCH_BYTES) if limit else []
         except Exception as error:
             self._stop(error)
             return []

@@ -65,6 +65,18 @@ def _size(parameters: Iterable[Any]) -> int | None:
     return total
 
 
+def first_within(sizes: Iterable[tuple[int, int | None]], max_bytes: int) -> list[int]:
+    """The ids of the first of ``(id, size)`` whose sizes add up to at most ``max_bytes`` (the first one always)."""
+    chosen: list[int] = []
+    total = 0
+    for row_id, size in sizes:
+        total += size or 0
+        if chosen and total > max_bytes:
+            break
+        chosen.append(row_id)
+    return chosen
+
+
 class Rows:
     """What one statement gave: its rows (already fetched), the id it inserted and how many rows it changed."""
 

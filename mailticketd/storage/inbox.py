@@ -19,7 +19,7 @@ from typing import Any
 import aiosqlite
 
 from mailticketd.clock import iso, utc_now
-from mailticketd.storage.connection import INLINE_BYTES, Connection, SqliteConnection
+from mailticketd.storage.connection import INLINE_BYTES, Connection, SqliteConnection, first_within
 
 
 # Mails up to this size come with their row; bigger ones are read in chunks of RAW_CHUNK (see raw_chunks).
@@ -119,14 +119,7 @@ class InboxRepository:
             + self.conn.dialect.skip_locked,
             (after, moment, moment, limit),
         ) as cursor:
-            candidates = await cursor.fetchall()
-        chosen: list[int] = []
-        total = 0
-        for inbox_id, size in candidates:
-            total += size
-            if chosen and total > max_bytes:
-                break
-            chosen.append(inbox_id)
+            chosen = first_within(await cursor.fetchall(), max_bytes)
         if not chosen:
             return []
         marks = ", ".join("?" for _ in chosen)

@@ -10,7 +10,7 @@ from datetime import datetime
 import aiosqlite
 
 from mailticketd.clock import iso, utc_now
-from mailticketd.storage.connection import Connection
+from mailticketd.storage.connection import Connection, first_within
 
 STATUSES = ("queued", "sent", "failed")
 
@@ -92,10 +92,13 @@ class OutboxRepository:
         rows = await self.claim_due(now, lease_until, limit=1)
         return rows[0] if rows else None
 
-    async def claim_due(self, now: datetime, lease_until: datetime, *, limit: int) -> builtins.list[OutboxRow]:
+    async def claim_due(self, now: datetime, lease_until: datetime, *, limit: int,
+                        max_bytes: int | None = None) -> builtins.list[OutboxRow]:
         """Up to ``limit`` rows in the order ``next_due`` gives them, each leased until ``lease_until`` (call in a
-        transaction)."""
+        transaction); with ``max_bytes``, beyond the first row only as many as hold that much mail in all."""
         moment = iso(now)
+        if max_bytes is not None and limit > 1:
+            return await self._claim_due_within(moment, lease_until, limit, max_bytes)
         # One statement: the oldest due rows, leased and read back (RETURNING keeps no order: sorted here). The
         # rows are picked once (MATERIALIZED): a planner that ran the pick again per row could lease more than
         # ``limit``, and a relay must get one mail a claim.
@@ -106,6 +109,27 @@ class OutboxRepository:
             f" WHERE id IN (SELECT id FROM picked) RETURNING {_COLUMNS}, raw",
             (moment, moment, limit, iso(lease_until)),
         ) as cursor:
+            found = [_row(values, bytes(values[12])) for values in await cursor.fetchall()]
+        return sorted(found, key=lambda row: (row.next_attempt_at, row.id))
+
+    async def _claim_due_within(self, moment: str, lease_until: datetime, limit: int,
+                                max_bytes: int) -> builtins.list[OutboxRow]:
+        """``claim_due`` within ``max_bytes``: the sizes read first (not the mails), then the rows that fit leased
+        and read back by their ids; where daemons share the outbox, those another daemon leased in between are
+        left out (one SQLite daemon's write transaction is alone: there the ids alone pick the rows)."""
+        due = ("status = 'queued' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)")
+        async with self.conn.execute(
+            f"SELECT id, length(raw) FROM outbox WHERE {due} ORDER BY next_attempt_at, id LIMIT ?",
+            (moment, moment, limit),
+        ) as cursor:
+            chosen = first_within(await cursor.fetchall(), max_bytes)
+        if not chosen:
+            return []
+        marks = ", ".join("?" for _ in chosen)
+        sql, parameters = f"UPDATE outbox SET leased_until = ? WHERE id IN ({marks})", [iso(lease_until), *chosen]
+        if self.conn.dialect.shared:
+            sql, parameters = f"{sql} AND {due}", [*parameters, moment, moment]
+        async with self.conn.execute(f"{sql} RETURNING {_COLUMNS}, raw", parameters) as cursor:
             found = [_row(values, bytes(values[12])) for values in await cursor.fetchall()]
         return sorted(found, key=lambda row: (row.next_attempt_at, row.id))
 
