@@ -13,6 +13,16 @@ from mailticketd.app import Daemon
 from tests.helpers import SUPPORT, make_config, make_mail, send
 
 
+async def refused_data(port: int, raw: bytes | None = None) -> aiosmtplib.SMTPDataError:
+    """Send a mail whose DATA the daemon refuses; the error it answered with."""
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as client:
+        await client.mail("kunde@customer.example")
+        await client.rcpt(SUPPORT)
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await client.data(raw if raw is not None else make_mail())
+    return refused.value
+
+
 async def test_mail_for_a_support_address_is_accepted_and_stored(daemon: Daemon) -> None:
     """A 250 means the raw mail and its envelope are already in the inbox table."""
     raw = make_mail()
@@ -67,13 +77,9 @@ async def test_oversized_mail_is_refused_552_after_data(tmp_path: Path) -> None:
     """A mail over ``max_message_size`` gets 552 5.3.4 with the limit, and nothing is stored."""
     async with Daemon(make_config(tmp_path, smtp={"max_message_size": 4000})) as daemon:
         raw = make_mail(body="x" * 6000)
-        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as client:
-            await client.mail("kunde@customer.example")
-            await client.rcpt(SUPPORT)
-            with pytest.raises(aiosmtplib.SMTPDataError) as refused:
-                await client.data(raw)
-        assert refused.value.code == 552
-        assert refused.value.message.startswith("5.3.4") and "4000" in refused.value.message
+        refused = await refused_data(daemon.smtp_port, raw)
+        assert refused.code == 552
+        assert refused.message.startswith("5.3.4") and "4000" in refused.message
         async with daemon.db.read() as store:
             assert await store.inbox.list(("pending", "done", "failed")) == []
 
@@ -103,13 +109,9 @@ async def test_read_only_database_answers_451_and_the_mail_arrives_after_the_fix
     _set_write_version(config.storage.database, 3)  # a write format newer than ours: read-only to SQLite
     raw = make_mail(subject="Bitte prüfen")
     async with Daemon(config) as daemon:
-        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as client:
-            await client.mail("kunde@customer.example")
-            await client.rcpt(SUPPORT)
-            with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
-                await client.data(raw)
-    assert deferred.value.code == 451
-    assert deferred.value.message.startswith("4.3.0")
+        deferred = await refused_data(daemon.smtp_port, raw)
+    assert deferred.code == 451
+    assert deferred.message.startswith("4.3.0")
 
     _set_write_version(config.storage.database, 2)
     async with Daemon(config) as daemon:
@@ -137,17 +139,13 @@ async def test_mail_another_connection_queued_counts_towards_the_backlog(tmp_pat
                           ("2026-12-01T00:00:00+00:00", "kunde@customer.example", f'["{SUPPORT}"]'))
         finally:
             other.close()
-        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as client:
-            await client.mail("kunde@customer.example")
-            await client.rcpt(SUPPORT)
-            with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
-                await client.data(make_mail())
-    assert deferred.value.code == 451
+        deferred = await refused_data(daemon.smtp_port)
+    assert deferred.code == 451
 
 
 async def test_other_sessions_are_answered_while_a_commit_waits_for_another_process(tmp_path: Path) -> None:
-    """A small mail's commit may run in the event loop's thread, but never waits there for a lock another process
-    holds: the other sessions are answered meanwhile, and the mail is stored once the lock is free."""
+    """A mail's commit waits for a lock another process holds in the intake's thread, never in the event loop's: the
+    other sessions are answered meanwhile, and the mail is stored once the lock is free."""
     config = make_config(tmp_path, storage={"busy_timeout": 5.0})
     async with Daemon(config) as daemon:
         daemon.worker.stop()  # the workers' transactions would wait for the lock too, first in line
@@ -183,15 +181,11 @@ async def test_locked_database_answers_451_instead_of_hanging(tmp_path: Path) ->
         blocker = sqlite3.connect(config.storage.database, isolation_level=None)
         try:
             blocker.execute("BEGIN EXCLUSIVE")
-            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as client:
-                await client.mail("kunde@customer.example")
-                await client.rcpt(SUPPORT)
-                with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
-                    await client.data(make_mail())
+            deferred = await refused_data(daemon.smtp_port)
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        assert deferred.value.code == 451
+        assert deferred.code == 451
         assert (await send(daemon.smtp_port, make_mail())).startswith("2.0.0")
 
 
@@ -202,13 +196,9 @@ async def test_full_backlog_answers_451(tmp_path: Path) -> None:
         daemon.worker.stop()  # nothing is processed: the backlog only grows
         await asyncio.sleep(0)
         assert (await send(daemon.smtp_port, make_mail())).startswith("2.0.0")
-        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as client:
-            await client.mail("kunde@customer.example")
-            await client.rcpt(SUPPORT)
-            with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
-                await client.data(make_mail())
-    assert deferred.value.code == 451
-    assert "try again later" in deferred.value.message
+        deferred = await refused_data(daemon.smtp_port)
+    assert deferred.code == 451
+    assert "try again later" in deferred.message
 
 
 async def test_connections_over_the_limit_get_421(tmp_path: Path) -> None:
