@@ -122,7 +122,8 @@ def _client(port: int, seed: int, count: int, per_connection: int, interval: flo
 def send(port: int, clients: int, mails: int, per_connection: int, rate: float = 0.0,
          seed: int = 0) -> tuple[float, float, float, list[float], int]:
     """Send ``mails`` from ``clients`` processes, once all of them have built their mails; returns the start, the
-    first ``250``, the end, the latencies and the refusals (times of ``time.monotonic``, which all processes share)."""
+    first and the last ``250``, the latencies and the refusals (times of ``time.monotonic``, which all processes
+    share)."""
     ready: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     go = multiprocessing.Event()
@@ -132,10 +133,12 @@ def send(port: int, clients: int, mails: int, per_connection: int, rate: float =
                                                                 interval, ready, go, results)) for n in range(clients)]
     for process in processes:
         process.start()
-    for _ in processes:
-        ready.get(timeout=120)
-    started = time.monotonic()
-    go.set()
+    try:
+        for _ in processes:
+            ready.get(timeout=120)
+    finally:
+        started = time.monotonic()
+        go.set()  # also when one of them failed: the others must not wait for ever
     latencies: list[float] = []
     answered: list[float] = []
     refused = 0
@@ -147,7 +150,7 @@ def send(port: int, clients: int, mails: int, per_connection: int, rate: float =
     ended = time.monotonic()
     for process in processes:
         process.join()
-    return started, min(answered, default=ended), ended, sorted(latencies), refused
+    return started, min(answered, default=ended), max(answered, default=ended), sorted(latencies), refused
 
 
 def _descendants(pid: int) -> list[int]:

@@ -6,8 +6,9 @@ An operator's notice quotes all that a customer wrote, so a storm of long mails
 queues as many long notices.  This puts ``--mails`` outgoing mails of
 ``--megabytes`` each into the outbox of a fresh database (in this process, with
 ``--root``'s code), then lets the delivery worker write all of them into a
-maildir, and prints how much the process's peak RSS grew meanwhile: what one
-claim of the worker holds in memory.
+maildir, and prints how much the process's peak RSS grew meanwhile, over the
+peak the queueing reached: the worker claims the next batch before it lets the
+last one go, so that is about two claims' worth.
 """
 
 from __future__ import annotations

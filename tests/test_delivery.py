@@ -172,9 +172,9 @@ class DiesAfterBatch:
 
 
 async def test_a_claim_for_the_maildir_holds_a_few_megabytes_of_mail_beyond_its_first(tmp_path: Path) -> None:
-    """However many big mails are due (operator notices quoting what customers wrote), one claim reads at most its
-    first mail and ``max_bytes`` more into memory; the others stay queued and unleased for the next claims, and no row
-    is claimed twice."""
+    """However many big mails are due (operator notices quoting what customers wrote), one claim reads at most
+    ``max_bytes`` of them into memory (its first mail whatever its size); the others stay queued and unleased for the
+    next claims, and no row is claimed twice."""
     config = make_config(tmp_path)
     async with database_for(config.storage) as db:
         big = [await enqueue(db, f"kunde{n}@customer.example", body="x" * 300_000 + "\n") for n in range(3)]

@@ -23,6 +23,7 @@ async def refused_data(port: int, raw: bytes | None = None) -> aiosmtplib.SMTPDa
     return refused.value
 
 
+@pytest.mark.sqlite_only  # another connection to the SQLite file
 async def test_mail_for_a_support_address_is_accepted_and_stored(daemon: Daemon) -> None:
     """A 250 means the raw mail and its envelope are already in the inbox table."""
     raw = make_mail()
@@ -101,6 +102,7 @@ async def test_long_lines_from_real_clients_are_accepted(daemon: Daemon) -> None
     assert reply.startswith("2.0.0")
 
 
+@pytest.mark.sqlite_only  # another connection to the SQLite file
 async def test_read_only_database_answers_451_and_the_mail_arrives_after_the_fix(tmp_path: Path) -> None:
     """When SQLite must treat the database as read-only, DATA gets 451 4.3.0; once fixed, the resent mail is kept."""
     config = make_config(tmp_path)
@@ -122,6 +124,7 @@ async def test_read_only_database_answers_451_and_the_mail_arrives_after_the_fix
             assert [t.subject for t in await store.tickets.list()] == ["Bitte prüfen"]
 
 
+@pytest.mark.sqlite_only  # another connection to the SQLite file
 async def test_mail_another_connection_queued_counts_towards_the_backlog(tmp_path: Path) -> None:
     """The SMTP side keeps its count of waiting mail between its commits; a mail queued meanwhile by the web form
     (the pipeline's connection) or by another process still counts: with ``max_backlog`` reached, the next 451."""
@@ -143,10 +146,11 @@ async def test_mail_another_connection_queued_counts_towards_the_backlog(tmp_pat
     assert deferred.code == 451
 
 
+@pytest.mark.sqlite_only  # another connection to the SQLite file
 async def test_other_sessions_are_answered_while_a_commit_waits_for_another_process(tmp_path: Path) -> None:
     """A mail's commit waits for a lock another process holds in the intake's thread, never in the event loop's: the
     other sessions are answered meanwhile, and the mail is stored once the lock is free."""
-    config = make_config(tmp_path, storage={"busy_timeout": 5.0})
+    config = make_config(tmp_path, storage={"busy_timeout": 20.0})  # the test lets go of the lock long before
     async with Daemon(config) as daemon:
         daemon.worker.stop()  # the workers' transactions would wait for the lock too, first in line
         daemon.delivery.stop()
@@ -158,7 +162,7 @@ async def test_other_sessions_are_answered_while_a_commit_waits_for_another_proc
                 await first.mail("kunde@customer.example")
                 await first.rcpt(SUPPORT)
                 storing = asyncio.create_task(first.data(make_mail()))
-                while not daemon.db.intake.writing and not storing.done():  # until its batch waits for the lock
+                while not daemon.db.intake.writing and not storing.done():  # until its batch is being written
                     await asyncio.sleep(0.01)
                 async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port) as second:
                     code, _ = await second.noop()
@@ -174,6 +178,7 @@ async def test_other_sessions_are_answered_while_a_commit_waits_for_another_proc
     assert len(stored) == 1
 
 
+@pytest.mark.sqlite_only  # another connection to the SQLite file
 async def test_locked_database_answers_451_instead_of_hanging(tmp_path: Path) -> None:
     """If another process holds the write lock past the busy timeout, DATA gets 451 4.3.0."""
     config = make_config(tmp_path, storage={"busy_timeout": 0.3})

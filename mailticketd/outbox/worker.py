@@ -12,8 +12,9 @@ mark.  While the database cannot be written the worker sends nothing and
 A crash between the send and the mark is the only way a mail can go out
 twice: the daemon ends every lease when it starts.  Towards a relay that is
 at most one mail, as each is marked before the next is claimed; the maildir,
-where a repeat replaces its copy, takes up to ``BATCH`` rows a claim (and,
-beyond the first, ``BATCH_BYTES`` of mail) and writes them in one go.
+where a repeat replaces its copy, takes up to ``BATCH`` rows a claim (and at
+most ``BATCH_BYTES`` of mail in all, the first whatever its size) and writes
+them in one go.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from mailticketd.storage.outbox import OutboxRow
 
 log = structlog.get_logger("mailticketd.outbox")
 
-# Rows claimed, sent and marked together where the transport writes several mails at once: at most BATCH, and
-# beyond the first no more than BATCH_BYTES of mail (an operator's notice quotes all a customer wrote: without it, a
-# claim of big notices held them all in memory at once).
+# Rows claimed, sent and marked together where the transport writes several mails at once: at most BATCH, holding at
+# most BATCH_BYTES of mail in all, the first whatever its size (an operator's notice quotes all a customer wrote:
+# without it, a claim of big notices held them all in memory at once).
 BATCH = 32
 BATCH_BYTES = 8 << 20
 

@@ -184,6 +184,7 @@ class Intake:
                 conn.close()
                 raise
             self._conn = conn
+            self._pending = None  # data_version is this connection's own: a new one is counted afresh
         return self._conn
 
     def _commit(self, batch: list[_Waiting]) -> list[int | Exception]:

@@ -95,7 +95,7 @@ class OutboxRepository:
     async def claim_due(self, now: datetime, lease_until: datetime, *, limit: int,
                         max_bytes: int | None = None) -> builtins.list[OutboxRow]:
         """Up to ``limit`` rows in the order ``next_due`` gives them, each leased until ``lease_until`` (call in a
-        transaction); with ``max_bytes``, beyond the first row only as many as hold that much mail in all."""
+        transaction); with ``max_bytes``, only as many as hold that much mail in all (the first whatever its size)."""
         moment = iso(now)
         if max_bytes is not None and limit > 1:
             return await self._claim_due_within(moment, lease_until, limit, max_bytes)
@@ -115,11 +115,13 @@ class OutboxRepository:
     async def _claim_due_within(self, moment: str, lease_until: datetime, limit: int,
                                 max_bytes: int) -> builtins.list[OutboxRow]:
         """``claim_due`` within ``max_bytes``: the sizes read first (not the mails), then the rows that fit leased
-        and read back by their ids; where daemons share the outbox, those another daemon leased in between are
-        left out (one SQLite daemon's write transaction is alone: there the ids alone pick the rows)."""
+        and read back by their ids.  Where daemons share the outbox, the rows picked are locked (another daemon's
+        claim skips them) and their lease is checked again; one SQLite daemon's write transaction is alone: there
+        the ids alone pick the rows."""
         due = ("status = 'queued' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)")
-        async with self.conn.execute(
-            f"SELECT id, length(raw) FROM outbox WHERE {due} ORDER BY next_attempt_at, id LIMIT ?",
+        async with self.conn.execute(  # where daemons share the outbox, the rows picked are locked until the commit
+            f"SELECT id, length(raw) FROM outbox WHERE {due} ORDER BY next_attempt_at, id LIMIT ?"
+            + self.conn.dialect.skip_locked,
             (moment, moment, limit),
         ) as cursor:
             chosen = first_within(await cursor.fetchall(), max_bytes)
