@@ -148,3 +148,20 @@ async def test_the_first_mails_of_a_new_ticket_share_its_outlook_conversation(tm
         for mail in (ack, notice):
             index = base64.b64decode(str(parsed(mail)["Thread-Index"]))
             assert index[:22] == base and len(index) == 27
+
+
+async def test_a_senders_overlong_thread_index_is_not_carried_into_the_tickets_mails(tmp_path: Path) -> None:
+    """A Thread-Index of 12 KB (well formed, some 2,000 replies deep, or written by an attacker) is not continued:
+    the ticket starts a conversation of its own, and its mails carry an index of 27 bytes, not one 5 bytes longer
+    than what the sender wrote."""
+    overlong = base64.b64encode(bytes(22 + 5 * 1800)).decode("ascii")
+    async with desk(tmp_path) as (daemon, sink):
+        await add_org(daemon, {"joerg@kunde.example": ("user", "de")}, primary="")
+        await deliver(daemon, make_mail("joerg@kunde.example", subject="de-fr-srv-0815 steht",
+                                        headers={"Thread-Index": overlong}))
+        [ack] = await mails_to(sink, 1, where=to("joerg@kunde.example"))
+        async with daemon.db.read() as store:
+            stored = await store.tickets.by_number(10000)
+    assert stored is not None and stored.thread_index and len(stored.thread_index) < 100
+    index = base64.b64decode(str(parsed(ack)["Thread-Index"]))
+    assert index[:22] == base64.b64decode(stored.thread_index) and len(index) == 27

@@ -13,6 +13,9 @@ import uuid
 from datetime import datetime, timezone
 
 _EPOCH = datetime(1601, 1, 1, tzinfo=timezone.utc)
+# A sender's index longer than this (some 600 replies deep) is not continued: what a sender writes there would
+# otherwise go, 5 bytes longer each time, into every mail of the ticket.
+MAX_INDEX = 4096
 
 
 def _filetime(moment: datetime) -> int:
@@ -25,13 +28,28 @@ def new_thread_index(now: datetime) -> str:
     return base64.b64encode(header).decode("ascii")
 
 
-def child_thread_index(parent: str | None, now: datetime) -> str:
-    """The index of a reply to a mail whose index was ``parent`` (a new one if it is missing or broken)."""
+def continued_thread_index(sender_index: str | None, now: datetime) -> str:
+    """The base of a new ticket's conversation: the sender's index when Outlook could have written it, else new."""
+    if sender_index is not None and _decoded(sender_index) is not None:
+        return sender_index.strip()
+    return new_thread_index(now)
+
+
+def _decoded(index: str) -> bytes | None:
+    """The bytes of a well-formed index (a header block and whole child blocks, within ``MAX_INDEX``), else None."""
+    if len(index) > MAX_INDEX:
+        return None
     try:
-        raw = base64.b64decode((parent or "").strip(), validate=True)
+        raw = base64.b64decode(index.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) < 22 or (len(raw) - 22) % 5:
+        return None
+    return raw if len(raw) >= 22 and (len(raw) - 22) % 5 == 0 else None
+
+
+def child_thread_index(parent: str | None, now: datetime) -> str:
+    """The index of a reply to a mail whose index was ``parent`` (a new one if it is missing, broken or too long)."""
+    raw = _decoded(parent or "")
+    if raw is None:
         return new_thread_index(now)
     start = int.from_bytes(raw[:6], "big") << 16
     delta = max(0, _filetime(now) - start)

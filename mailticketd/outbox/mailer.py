@@ -24,7 +24,7 @@ import structlog
 
 from mailticketd.config import Config
 from mailticketd.mail.compose import Outgoing, compose, new_message_id
-from mailticketd.mail.outlook import child_thread_index, new_thread_index
+from mailticketd.mail.outlook import child_thread_index, continued_thread_index
 from mailticketd.mail.templates import Rendered, Templates
 from mailticketd.storage import Store
 from mailticketd.tickets.models import Ticket
@@ -128,7 +128,7 @@ class Mailer:
             references = tuple(thread[:1] + thread[1:][-(_REFERENCES - 1):]) if thread else ()
             in_reply_to = in_reply_to or (thread[-1] if thread else None)
             if ticket.thread_index is None:
-                base = thread_index or new_thread_index(now)
+                base = continued_thread_index(thread_index, now)
                 await store.tickets.set_thread_index(ticket.id, base)
             else:
                 base = ticket.thread_index

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from mailticketd.directory.policy import author_status
-from mailticketd.mail.outlook import new_thread_index
+from mailticketd.mail.outlook import continued_thread_index
 from mailticketd.directory.models import User
 from mailticketd.pipeline.context import VIA_TOKEN, Context
 from mailticketd.storage.tickets import NewAttachment
@@ -32,7 +32,7 @@ class StoreArticle:
                 first_number=ctx.config.tickets.first_number, subject=subject,
                 organisation_id=organisation_id, requester_id=sender.id if sender else None,
                 follows_ticket_id=ctx.follows.id if ctx.follows else None,
-                thread_index=ctx.mail.header("thread-index") or new_thread_index(ctx.now),
+                thread_index=continued_thread_index(ctx.mail.header("thread-index"), ctx.now),
             )
             if _FORWARD.match(ctx.mail.subject) and (whole := ctx.mail.text.strip()):
                 ctx.visible_text = whole
