@@ -118,8 +118,8 @@ class OutboxRepository:
         and read back by their ids.  Where daemons share the outbox, the rows picked are locked (another daemon's
         claim skips them) and their lease is checked again; one SQLite daemon's write transaction is alone: there
         the ids alone pick the rows."""
-        due = ("status = 'queued' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)")
-        async with self.conn.execute(  # where daemons share the outbox, the rows picked are locked until the commit
+        due = "status = 'queued' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)"
+        async with self.conn.execute(
             f"SELECT id, length(raw) FROM outbox WHERE {due} ORDER BY next_attempt_at, id LIMIT ?"
             + self.conn.dialect.skip_locked,
             (moment, moment, limit),
