@@ -3,8 +3,11 @@
 Run: .venv/bin/python bench/accept_ratio.py [--mails 2000] [--clients 2] [--per-connection 100]
      [--half-rate] [--profile DIR]
 
-Both servers run as processes of their own; the clients are processes of their
-own too (smtplib, one connection per ``--per-connection`` mails), sending about
+A second baseline commits each mail to SQLite (``synchronous=FULL``) before
+its ``250`` (bench/baseline_smtp.py's ``durable``): with two clients that each
+wait for their answer there is little to commit together, so it shows what one
+durable commit a mail costs here.  Every server runs as a process of its own;
+the clients are processes of their own too (smtplib, one connection per ``--per-connection`` mails), sending about
 4 KB German support mails (a VM name in the subject, every fifth with a CC).
 The clients build their mails first; the clock starts once all of them are
 ready, so building the mails (about half a second for 500) is nobody's time.
@@ -228,8 +231,20 @@ def _wait_processed(database: Path, timeout: float = 600.0) -> float:
 
 def _nothing(args: argparse.Namespace) -> tuple[float, float]:
     """Mails/s of the server that only answers 250, and its CPU milliseconds a mail."""
+    return _baseline(args, [sys.executable, "-c", _NOTHING_SERVER])
+
+
+def _durable(args: argparse.Namespace, folder: Path) -> float:
+    """Mails/s of bench/baseline_smtp.py's server committing each mail durably before its 250 (no group commit)."""
+    rate, _ = _baseline(args, [sys.executable, str(ROOT / "bench" / "baseline_smtp.py"), "durable"],
+                        folder / "durable.sqlite3")
+    return rate
+
+
+def _baseline(args: argparse.Namespace, command: list[str], *extra: Path) -> tuple[float, float]:
+    """Mails/s of a baseline server started as ``command PORT [extra]``, and its CPU milliseconds a mail."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-c", _NOTHING_SERVER, str(port)])
+    server = subprocess.Popen([*command, str(port), *map(str, extra)])
     try:
         wait_for_banner(port, server)
         cpu = _cpu_seconds(server.pid)
@@ -318,10 +333,12 @@ def main() -> None:
     os.environ.setdefault("PYTHONPATH", str(ROOT))
     nothing, nothing_cpu = _nothing(args)
     with tempfile.TemporaryDirectory() as folder:
+        durable = _durable(args, Path(folder))
         figures = _daemon(args, Path(folder))
     print(f"mails: {args.mails}, client processes: {args.clients}, mails a connection: {args.per_connection}")
     print(f"{'server':<34}{'mails/s':>9}{'ratio':>8}")
     print(f"{'aiosmtpd answering 250':<34}{nothing:>9.0f}{1:>8.0%}")
+    print(f"{'aiosmtpd committing each mail':<34}{durable:>9.0f}{durable / nothing:>8.0%}")
     print(f"{'mailticketd accepted (250)':<34}{figures['accepted']:>9.0f}{figures['accepted'] / nothing:>8.0%}")
     print(f"{'mailticketd end-to-end':<34}{figures['end_to_end']:>9.0f}{figures['end_to_end'] / nothing:>8.0%}")
     print(f"CPU a mail: do-nothing server {nothing_cpu:.2f} ms, mailticketd {figures['cpu_ms']:.2f} ms "

@@ -31,11 +31,23 @@ that waits for a free session is not counted) and how long after the
 stream's last ``250`` every mail was processed and its outgoing mail written,
 polled every 50 ms (processing keeps pace with such a stream, or this grows
 with its length).  Everything is bounded: ``--timeout`` seconds per phase.
+
+Before each daemon starts, the run creates 300 files of 5 KB beside its
+maildir and prints the CPU a file took: the daemon writes two to three files
+a mail, and what that costs depends on the file system's state.  On ext4
+without a journal, creating a file passes over every inode freed in the last
+one to five minutes (``find_inode_bit`` in the kernel's ``fs/ext4/ialloc.c``),
+so right after a run's thousands of files were removed a file can cost ten
+times the CPU, which the ``null`` server never pays.  The runs' folder is
+removed at the end; ``--folder DIR`` keeps it (in ``DIR``, which must not
+exist), so that runs one after the other (alternating two checkouts) do not
+measure the one before's removal: remove those folders after the last run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import signal
 import socket
@@ -74,6 +86,7 @@ class Result:
     tagged: int
     replies: int
     half_rate: dict[str, float] | None = None  # the stream at half the peak: rate, mails, p50, p99, behind
+    file_cost: float | None = None  # µs of CPU to create a 5 KB file where the daemon writes its mail
 
 
 def free_port() -> int:
@@ -147,11 +160,24 @@ def run_clients(args: argparse.Namespace, ports: list[int], reuse: bool, databas
     return started, figures
 
 
+def file_cost(folder: Path, files: int = 300) -> float:
+    """Microseconds of this thread's CPU to create, write and close a 5 KB file in ``folder`` (made here; the files
+    stay until the run's folder is removed: removing them now would tax the daemon's files)."""
+    folder.mkdir()
+    content = b"x" * 5000
+    started = time.thread_time()
+    for index in range(files):
+        (folder / f"{index}.eml").write_bytes(content)
+    return (time.thread_time() - started) / files * 1e6
+
+
 def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> Result:
     port = free_port()
     folder.mkdir()
     database = folder / "db.sqlite3"
+    cost = None
     if server == "daemon":
+        cost = file_cost(folder / "probe")
         fill(database, args.directory, root=args.root)
         command = [sys.executable, "-m", "mailticketd", "--config",
                    str(daemon_config(folder, port, database, args.mails)), "serve"]
@@ -181,7 +207,8 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
         process.wait(timeout=120)
     return Result(server, mode, len(done_at), errors, accepted, _percentile(latencies, 0.5),
                   _percentile(latencies, 0.95), _percentile(latencies, 0.99), end_to_end,
-                  sum(part["tagged"] for part in figures), sum(part["replies"] for part in figures), half_rate)
+                  sum(part["tagged"] for part in figures), sum(part["replies"] for part in figures), half_rate,
+                  cost)
 
 
 def _stream(args: argparse.Namespace, port: int, reuse: bool, database: Path, rate: float) -> dict[str, float]:
@@ -220,6 +247,9 @@ def report(results: list[Result]) -> None:
             print(f"replies ({r.mode}): {r.replies}, of which carried the ticket's tag: {r.tagged}"
                   " (the others thread by In-Reply-To)")
     for r in results:
+        if r.file_cost is not None:
+            print(f"creating a 5 KB file beside the daemon's maildir ({r.mode}): {r.file_cost:.0f} µs of CPU")
+    for r in results:
         if r.half_rate is not None:
             half = r.half_rate
             print(f"daemon {r.mode} at half its peak ({half['rate']:.0f} mails/s, {half['mails']:.0f} mails"
@@ -241,15 +271,22 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=HERE.parent, help="the checkout whose daemon is measured")
     parser.add_argument("--half-rate", action="store_true",
                         help="then a steady stream to the daemon at half its accepted rate: latency and lag")
+    parser.add_argument("--folder", type=Path,
+                        help="keep the runs' databases and maildirs in this new folder (default: removed at the end)")
     args = parser.parse_args()
     print(f"mails: {args.mails} per run, {args.processes} client processes x {args.connections} sessions,"
           f" 5 % with 200 KB attachments, ~30 % replies; directory of {organisations_for(args.directory)}"
           " organisations", flush=True)
     results = []
-    with tempfile.TemporaryDirectory(prefix="mailticketd-load-") as folder:
+    with contextlib.ExitStack() as cleanup:
+        if args.folder is None:
+            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="mailticketd-load-")))
+        else:
+            folder = args.folder
+            folder.mkdir(parents=True)  # a folder of its own: an earlier run's files are not mixed in
         for mode in args.modes:
             for server in args.servers:
-                results.append(measure(args, server, mode, Path(folder) / f"{server}-{mode}"))
+                results.append(measure(args, server, mode, folder / f"{server}-{mode}"))
     report(results)
 
 
