@@ -32,16 +32,17 @@ stream's last ``250`` every mail was processed and its outgoing mail written,
 polled every 50 ms (processing keeps pace with such a stream, or this grows
 with its length).  Everything is bounded: ``--timeout`` seconds per phase.
 
-Before each daemon starts, the run creates 300 files of 5 KB beside its
-maildir and prints the CPU a file took: the daemon writes two to three files
-a mail, and what that costs depends on the file system's state.  On ext4
-without a journal, creating a file passes over every inode freed in the last
-one to five minutes (``find_inode_bit`` in the kernel's ``fs/ext4/ialloc.c``),
-so right after a run's thousands of files were removed a file can cost ten
-times the CPU, which the ``null`` server never pays.  The runs' folder is
-removed at the end; ``--folder DIR`` keeps it (in ``DIR``, which must not
-exist), so that runs one after the other (alternating two checkouts) do not
-measure the one before's removal: remove those folders after the last run.
+Before each daemon starts and once it is done with the storm, the run creates
+300 files of 5 KB beside its maildir and prints the CPU a file took: the
+daemon writes two to three files a mail, and what that costs depends on the
+file system's state. On ext4 without a journal, creating a file passes over
+every inode freed in the last one to six minutes (``find_inode_bit`` in the
+kernel's ``fs/ext4/ialloc.c``), so right after a run's thousands of files were
+removed a file can cost 10-25 times the CPU, which the ``null`` server never
+pays. The runs' folder is removed at the end; ``--folder DIR`` keeps it (in
+``DIR``, which must not exist), so that runs one after the other (alternating
+two checkouts) do not measure the one before's removal: remove those folders
+after the last run.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Result:
     tagged: int
     replies: int
     half_rate: dict[str, float] | None = None  # the stream at half the peak: rate, mails, p50, p99, behind
-    file_cost: float | None = None  # µs of CPU to create a 5 KB file where the daemon writes its mail
+    file_cost: tuple[float, float] | None = None  # µs of CPU to create a 5 KB file beside the maildir: before, after
 
 
 def free_port() -> int:
@@ -175,9 +176,9 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
     port = free_port()
     folder.mkdir()
     database = folder / "db.sqlite3"
-    cost = None
+    before = after = None
     if server == "daemon":
-        cost = file_cost(folder / "probe")
+        before = file_cost(folder / "probe-before")
         fill(database, args.directory, root=args.root)
         command = [sys.executable, "-m", "mailticketd", "--config",
                    str(daemon_config(folder, port, database, args.mails)), "serve"]
@@ -200,6 +201,7 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
                     raise RuntimeError(f"daemon not done after {args.timeout} s")
                 time.sleep(0.05)
             end_to_end = len(done_at) / (time.monotonic() - min(done_at))
+            after = file_cost(folder / "probe-after")
             if args.half_rate:
                 half_rate = _stream(args, port, mode == "reuse", database, accepted / 2)
     finally:
@@ -208,7 +210,7 @@ def measure(args: argparse.Namespace, server: str, mode: str, folder: Path) -> R
     return Result(server, mode, len(done_at), errors, accepted, _percentile(latencies, 0.5),
                   _percentile(latencies, 0.95), _percentile(latencies, 0.99), end_to_end,
                   sum(part["tagged"] for part in figures), sum(part["replies"] for part in figures), half_rate,
-                  cost)
+                  (before, after) if before is not None and after is not None else None)
 
 
 def _stream(args: argparse.Namespace, port: int, reuse: bool, database: Path, rate: float) -> dict[str, float]:
@@ -248,7 +250,8 @@ def report(results: list[Result]) -> None:
                   " (the others thread by In-Reply-To)")
     for r in results:
         if r.file_cost is not None:
-            print(f"creating a 5 KB file beside the daemon's maildir ({r.mode}): {r.file_cost:.0f} µs of CPU")
+            print(f"creating a 5 KB file beside the daemon's maildir ({r.mode}): {r.file_cost[0]:.0f} µs of CPU before"
+                  f" the run, {r.file_cost[1]:.0f} µs after it")
     for r in results:
         if r.half_rate is not None:
             half = r.half_rate
