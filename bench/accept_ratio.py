@@ -3,13 +3,13 @@
 Run: .venv/bin/python bench/accept_ratio.py [--mails 2000] [--clients 2] [--per-connection 100]
      [--half-rate] [--profile DIR]
 
-A second baseline commits each mail to SQLite (``synchronous=FULL``) before
-its ``250`` (bench/baseline_smtp.py's ``durable``): with two clients that each
-wait for their answer there is little to commit together, so it shows what one
-durable commit a mail costs here.  Every server runs as a process of its own;
-the clients are processes of their own too (smtplib, one connection per ``--per-connection`` mails), sending about
-4 KB German support mails (a VM name in the subject, every fifth with a CC).
-The clients build their mails first; the clock starts once all of them are
+A second baseline commits each mail to SQLite (``synchronous=FULL``) in a
+transaction of its own before its ``250`` (bench/baseline_smtp.py's
+``durable``): what keeping a mail durably costs here without any of the
+daemon's work.  Every server runs as a process of its own; the clients are
+processes of their own too (smtplib, one connection per ``--per-connection``
+mails), sending about 4 KB German support mails (a VM name in the subject,
+every fifth with a CC).  The clients build their mails first; the clock starts once all of them are
 ready, so building the mails (about half a second for 500) is nobody's time.
 For the daemon it reports the rate of ``250`` answers (from that start to the
 last answer), the latency of one SMTP transaction (MAIL to the answer after

@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/load.py [--mails 1500] [--processes 2] [--connections 4] [--modes reuse per-mail]
                                     [--servers null durable daemon] [--directory 1000] [--root CHECKOUT]
-                                    [--half-rate]
+                                    [--half-rate] [--folder DIR]
 
 In one run, for each connection mode (``reuse``: up to 100 mails a session;
 ``per-mail``: one session per mail), it starts each server as a process of its
