@@ -6,16 +6,16 @@ Run: .venv/bin/python bench/accept_ratio.py [--mails 2000] [--clients 2] [--per-
 A second baseline commits each mail to SQLite (``synchronous=FULL``) in a
 transaction of its own before its ``250`` (bench/baseline_smtp.py's
 ``durable``): what keeping a mail durably costs here without any of the
-daemon's work.  Every server runs as a process of its own; the clients are
+daemon's work. Every server runs as a process of its own; the clients are
 processes of their own too (smtplib, one connection per ``--per-connection``
 mails), sending about 4 KB German support mails (a VM name in the subject,
-every fifth with a CC).  The clients build their mails first; the clock starts once all of them are
-ready, so building the mails (about half a second for 500) is nobody's time.
-For the daemon it reports the rate of ``250`` answers (from that start to the
-last answer), the latency of one SMTP transaction (MAIL to the answer after
-the final dot), and the end-to-end rate: from the first ``250`` until no inbox
-row is pending and no outgoing mail is queued (every acknowledgement and
-operator notice written to the maildir).
+every fifth with a CC). The clients build their mails first; the clock starts
+once all of them are ready, so building the mails (about half a second for 500)
+is nobody's time. For the daemon it reports the rate of ``250`` answers (from
+that start to the last answer), the latency of one SMTP transaction (MAIL to
+the answer after the final dot), and the end-to-end rate: from the first
+``250`` until no inbox row is pending and no outgoing mail is queued (every
+acknowledgement and operator notice written to the maildir).
 ``--half-rate`` sends a second time, paced at half the daemon's accepted rate
 for 10 seconds (at most ``--mails``), and reports the latency there (from the
 moment a client sends a mail: the time a mail waits behind the one before is
