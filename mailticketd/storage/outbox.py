@@ -45,6 +45,15 @@ def _row(values: aiosqlite.Row, raw: bytes | None = None) -> OutboxRow:
     )
 
 
+def _in_due_order(rows: Iterable[aiosqlite.Row]) -> builtins.list[OutboxRow]:
+    """Leased rows read back with their mail (``RETURNING`` keeps no order), in the order they fell due."""
+    found = [_row(values, bytes(values[12])) for values in rows]
+    return sorted(found, key=lambda row: (row.next_attempt_at, row.id))
+
+
+# Rows due to be sent at ``?`` and not leased at ``?``.
+_DUE = "status = 'queued' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)"
+
 # Once a mail has left (or never will), only its copy without secrets stays.
 _FORGET_SECRETS = "raw = coalesce(raw_after_send, raw), raw_after_send = NULL"
 
@@ -79,8 +88,7 @@ class OutboxRepository:
         other daemon is claiming right now)."""
         moment = iso(now)
         async with self.conn.execute(
-            f"SELECT {_COLUMNS}, raw FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?"
-            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id LIMIT 1"
+            f"SELECT {_COLUMNS}, raw FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT 1"
             + self.conn.dialect.skip_locked,
             (moment, moment),
         ) as cursor:
@@ -99,18 +107,16 @@ class OutboxRepository:
         moment = iso(now)
         if max_bytes is not None and limit > 1:
             return await self._claim_due_within(moment, lease_until, limit, max_bytes)
-        # One statement: the oldest due rows, leased and read back (RETURNING keeps no order: sorted here). The
-        # rows are picked once (MATERIALIZED): a planner that ran the pick again per row could lease more than
-        # ``limit``, and a relay must get one mail a claim.
+        # One statement: the oldest due rows, leased and read back. The rows are picked once (MATERIALIZED): a
+        # planner that ran the pick again per row could lease more than ``limit``, and a relay must get one mail a
+        # claim.
         async with self.conn.execute(
-            "WITH picked AS MATERIALIZED (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?"
-            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at, id"
+            f"WITH picked AS MATERIALIZED (SELECT id FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id"
             f" LIMIT ?{self.conn.dialect.skip_locked}) UPDATE outbox SET leased_until = ?"
             f" WHERE id IN (SELECT id FROM picked) RETURNING {_COLUMNS}, raw",
             (moment, moment, limit, iso(lease_until)),
         ) as cursor:
-            found = [_row(values, bytes(values[12])) for values in await cursor.fetchall()]
-        return sorted(found, key=lambda row: (row.next_attempt_at, row.id))
+            return _in_due_order(await cursor.fetchall())
 
     async def _claim_due_within(self, moment: str, lease_until: datetime, limit: int,
                                 max_bytes: int) -> builtins.list[OutboxRow]:
@@ -118,9 +124,8 @@ class OutboxRepository:
         and read back by their ids.  Where daemons share the outbox, the rows picked are locked (another daemon's
         claim skips them) and their lease is checked again; one SQLite daemon's write transaction is alone: there
         the ids alone pick the rows."""
-        due = "status = 'queued' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)"
         async with self.conn.execute(
-            f"SELECT id, length(raw) FROM outbox WHERE {due} ORDER BY next_attempt_at, id LIMIT ?"
+            f"SELECT id, length(raw) FROM outbox WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT ?"
             + self.conn.dialect.skip_locked,
             (moment, moment, limit),
         ) as cursor:
@@ -130,10 +135,9 @@ class OutboxRepository:
         marks = ", ".join("?" for _ in chosen)
         sql, parameters = f"UPDATE outbox SET leased_until = ? WHERE id IN ({marks})", [iso(lease_until), *chosen]
         if self.conn.dialect.shared:
-            sql, parameters = f"{sql} AND {due}", [*parameters, moment, moment]
+            sql, parameters = f"{sql} AND {_DUE}", [*parameters, moment, moment]
         async with self.conn.execute(f"{sql} RETURNING {_COLUMNS}, raw", parameters) as cursor:
-            found = [_row(values, bytes(values[12])) for values in await cursor.fetchall()]
-        return sorted(found, key=lambda row: (row.next_attempt_at, row.id))
+            return _in_due_order(await cursor.fetchall())
 
     async def release_leases(self) -> int:
         """End every lease: at start, when no other sender can hold one (SQLite has one daemon).  Where several
